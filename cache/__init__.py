@@ -1,0 +1,1 @@
+"""An ephemeral query-image cache with guaranteed purge."""

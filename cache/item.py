@@ -1,0 +1,78 @@
+"""An item's metadata: everything the service knows about a held image except its bytes."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+# 16 random bytes in URL-safe base64: 22 characters, 128 bits, unguessable.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def is_valid_id(item_id: str) -> bool:
+    """True only for ids this service could have made: nothing else reaches a backend."""
+    return bool(ID_PATTERN.fullmatch(item_id))
+
+
+@dataclass(slots=True)
+class Item:
+    """Times are monotonic seconds (see clock.py); `*_wall` twins are for reporting."""
+
+    id: str
+    sha256: str
+    size: int
+    media_type: str
+    width: int
+    height: int
+    created: float
+    deadline: float
+    created_wall: float
+    deadline_wall: float
+    reads_left: int | None = None
+    source: str = "upload"
+    source_host: str | None = None
+    frames: int = 1
+    reads: int = field(default=0)
+
+    @property
+    def ttl(self) -> float:
+        return self.deadline - self.created
+
+    def public_view(self) -> dict[str, Any]:
+        """What clients may see about an item: metadata only, never bytes."""
+        view: dict[str, Any] = {
+            "id": self.id,
+            "sha256": self.sha256,
+            "size": self.size,
+            "media_type": self.media_type,
+            "width": self.width,
+            "height": self.height,
+            "frames": self.frames,
+            "ttl": round(self.ttl, 3),
+            "stored_at": round(self.created_wall, 3),
+            "expires_at": round(self.deadline_wall, 3),
+            "reads": self.reads,
+            "reads_left": self.reads_left,
+            "source": self.source,
+        }
+        if self.source_host is not None:
+            view["source_host"] = self.source_host
+        return view
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    """What ingest learned from the bytes themselves (never from the client's word)."""
+
+    sha256: str
+    size: int
+    media_type: str
+    width: int
+    height: int
+    frames: int = 1
