@@ -1,0 +1,260 @@
+"""Bytes in a tmpfs folder, one file per item: a crash leaves only files the next start removes.
+
+Every store operation is one synchronous function (open, whole read or write, close) run in
+one executor hop through `aiofiles.os.wrap`, not one await per chunk. Paths are the
+validated id only, opened relative to a directory fd held from the start (`dir_fd`), so a
+folder swapped for a symlink later cannot redirect a write.
+
+Overwrite before unlink is best effort: tmpfs pages are zeroed in place, but the kernel may
+already hold other copies (swap, unless the mount is `noswap`; pages migrated by
+compaction), and every read leaves an unzeroed copy in process memory until it is freed.
+Readers take a shared flock and deleters an exclusive one, so a read racing a delete gets
+all the bytes or None, never a half-zeroed file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+from pathlib import Path
+
+import aiofiles.os
+
+from cache.errors import InsufficientStorage
+from cache.item import is_valid_id
+
+_CREATE = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted in the folder must not hang an executor thread on open.
+_OPEN = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ZEROS = memoryview(bytes(1 << 20))
+
+
+class StorageFolderError(ValueError):
+    """The storage folder is unsafe or unusable; the message is one line naming its path."""
+
+
+def prepare_folder(path: str | os.PathLike[str]) -> Path:
+    """Create the folder 0700 if missing, then refuse it unless it is ours alone."""
+    folder = Path(os.path.abspath(path))
+    created = False
+    try:
+        folder.mkdir(mode=0o700, parents=True)
+        created = True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageFolderError(f"storage.path: cannot create {folder} ({exc.strerror})") from None
+    fd = _open_folder(folder)
+    try:
+        if created:
+            os.fchmod(fd, 0o700)  # the umask may have changed the mode we asked for
+        _check_folder(folder, os.fstat(fd))
+    finally:
+        os.close(fd)
+    return folder
+
+
+def _open_folder(folder: Path) -> int:
+    try:
+        return os.open(folder, _DIRECTORY)
+    except OSError as exc:
+        problem = f"cannot be opened ({exc.strerror})"
+    try:  # only to word the refusal: the open above already refused
+        mode = os.lstat(folder).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISLNK(mode):
+        problem = "is a symlink; point storage.path at a real directory"
+    elif mode and not stat.S_ISDIR(mode):
+        problem = "is not a directory"
+    raise StorageFolderError(f"storage.path: {folder} {problem}")
+
+
+def _check_folder(folder: Path, st: os.stat_result) -> None:
+    if not stat.S_ISDIR(st.st_mode):
+        raise StorageFolderError(f"storage.path: {folder} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise StorageFolderError(
+            f"storage.path: {folder} is owned by uid {st.st_uid}, not by this process "
+            f"(uid {os.geteuid()})"
+        )
+    if st.st_mode & 0o077:
+        raise StorageFolderError(
+            f"storage.path: {folder} is group/world accessible "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 700 it"
+        )
+
+
+def _name(item_id: str) -> str:
+    """The file name for an id, checked here again: this is where an id becomes a path."""
+    if not isinstance(item_id, str) or not is_valid_id(item_id):
+        raise ValueError("not a valid item id")
+    return item_id
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    """Write every byte (os.write may write fewer). Tests replace it to inject ENOSPC."""
+    while data:
+        written = os.write(fd, data)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        data = data[written:]
+
+
+def _overwrite(fd: int, size: int) -> None:
+    """Zero the file in place: same length, same pages, no new allocation."""
+    offset = 0
+    while offset < size:
+        offset += os.pwrite(fd, _ZEROS[: min(len(_ZEROS), size - offset)], offset)
+
+
+def _unlink(dir_fd: int, name: str) -> bool:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _store(dir_fd: int, name: str, data: bytes | bytearray | memoryview) -> None:
+    try:
+        fd = os.open(name, _CREATE, 0o600, dir_fd=dir_fd)
+    except FileExistsError:
+        raise KeyError(f"id already held: {name}") from None
+    except OSError as exc:
+        raise InsufficientStorage(f"storage write failed: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # readers wait for the whole file
+        _write_all(fd, memoryview(data).cast("B"))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            _overwrite(fd, os.fstat(fd).st_size)
+        _unlink(dir_fd, name)
+        raise InsufficientStorage(f"storage write failed: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _load(dir_fd: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | _OPEN, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        st = os.fstat(fd)
+        if st.st_nlink == 0 or not stat.S_ISREG(st.st_mode):
+            return None  # deleted while we waited for the lock
+        data = os.read(fd, st.st_size)
+        while len(data) < st.st_size:
+            more = os.read(fd, st.st_size - len(data))
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+def _destroy(dir_fd: int, name: str) -> bool:
+    """Overwrite, then unlink. Anything that cannot be opened for writing (a symlink, a
+    FIFO, a read-only stray) is unlinked without writing through it."""
+    try:
+        fd = os.open(name, os.O_WRONLY | _OPEN, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return _unlink(dir_fd, name)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        st = os.fstat(fd)
+        if st.st_nlink == 0:
+            return False  # another delete got here first
+        if stat.S_ISREG(st.st_mode):
+            with contextlib.suppress(OSError):
+                _overwrite(fd, st.st_size)
+        return _unlink(dir_fd, name)
+    finally:
+        os.close(fd)
+
+
+def _entries(dir_fd: int) -> list[tuple[str, bool]]:
+    """(name, is_dir) for each entry, through a fresh fd: dup'ed fds share a read offset."""
+    fd = os.open(".", _DIRECTORY, dir_fd=dir_fd)
+    try:
+        with os.scandir(fd) as entries:
+            return [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    finally:
+        os.close(fd)
+
+
+def _purge(dir_fd: int) -> int:
+    return sum(_destroy(dir_fd, name) for name, is_dir in _entries(dir_fd) if not is_dir)
+
+
+def _ids(dir_fd: int) -> set[str]:
+    return {name for name, is_dir in _entries(dir_fd) if not is_dir and is_valid_id(name)}
+
+
+_store_async = aiofiles.os.wrap(_store)
+_load_async = aiofiles.os.wrap(_load)
+_destroy_async = aiofiles.os.wrap(_destroy)
+_purge_async = aiofiles.os.wrap(_purge)
+_ids_async = aiofiles.os.wrap(_ids)
+
+
+class TmpfsBackend:
+    """One 0600 file per item in a 0700 folder that only this process's user can enter.
+
+    The constructor creates the folder if needed (`prepare_folder`) and holds it open; it
+    never reads config, so the caller decides which folder and checks it is tmpfs.
+    """
+
+    name = "tmpfs"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = prepare_folder(path)
+        self._dir_fd = _open_folder(self.path)
+        try:
+            _check_folder(self.path, os.fstat(self._dir_fd))  # the folder held is the one checked
+        except StorageFolderError:
+            os.close(self._dir_fd)
+            raise
+
+    def _fd(self) -> int:
+        if self._dir_fd < 0:
+            raise RuntimeError("tmpfs backend is closed")
+        return self._dir_fd
+
+    async def put(self, item_id: str, data: bytes | bytearray | memoryview) -> None:
+        name = _name(item_id)
+        await _store_async(self._fd(), name, data)
+
+    async def get(self, item_id: str) -> bytes | None:
+        name = _name(item_id)
+        result: bytes | None = await _load_async(self._fd(), name)
+        return result
+
+    async def delete(self, item_id: str) -> bool:
+        name = _name(item_id)
+        result: bool = await _destroy_async(self._fd(), name)
+        return result
+
+    async def purge_all(self) -> int:
+        """Every file in the folder goes, ids or not: whatever a crash left behind.
+        Subfolders (such as the TMPDIR that guarantees.py may put here) are left alone."""
+        result: int = await _purge_async(self._fd())
+        return result
+
+    async def keys(self) -> set[str]:
+        result: set[str] = await _ids_async(self._fd())
+        return result
+
+    async def close(self) -> None:
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
