@@ -1,0 +1,163 @@
+"""The ops routes: metrics for Prometheus, purge and inspection for the on-call.
+
+`/admin/*` needs `Authorization: Bearer <ops.admin_token>`, compared in constant time.
+With no token configured the admin routes answer 404, as if they did not exist.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .blocklist import normalise_sha256
+from .errors import BadRequest, InvalidParameter, NotFound, Unauthorized
+from .http import read_json_object
+from .item import is_valid_id
+from .runtime import RUNTIME, Runtime
+from .store import Receipt
+
+MAX_IDS_PER_PURGE = 10_000
+MAX_LISTED_ITEMS = 10_000
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/admin"):
+        token = request.app[RUNTIME].config.ops.admin_token
+        if not token:
+            raise NotFound("admin routes are off: ops.admin_token is not set")
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise Unauthorized("a valid bearer token is required")
+    return await handler(request)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[RUNTIME].metrics.registry
+    response = web.Response(body=generate_latest(registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def _receipts(receipts: list[Receipt], **extra: Any) -> web.Response:
+    return web.json_response(
+        {"purged": len(receipts), "receipts": [r.as_dict() for r in receipts], **extra}
+    )
+
+
+async def purge(request: web.Request) -> web.Response:
+    """Exactly one selector: `ids`, `sha256` or `all: true`; one receipt per purged item."""
+    rt: Runtime = request.app[RUNTIME]
+    body = await read_json_object(request)
+    selectors = [key for key in ("ids", "sha256", "all", "pdq") if key in body]
+    if len(selectors) != 1:
+        raise BadRequest("give exactly one of ids, sha256, all")
+    if "ids" in body:
+        ids = body["ids"]
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise InvalidParameter("ids must be a non-empty list of strings")
+        if len(ids) > MAX_IDS_PER_PURGE:
+            raise InvalidParameter(f"at most {MAX_IDS_PER_PURGE} ids per purge")
+        receipts = await rt.store.purge_ids(ids, "admin")
+        done = {r.id for r in receipts}
+        return _receipts(receipts, not_found=[i for i in ids if i not in done])
+    if "sha256" in body:
+        return _receipts(await rt.store.purge_sha256(normalise_sha256(body["sha256"]), "admin"))
+    if "pdq" in body:
+        raise InvalidParameter("purge by PDQ hash needs the pdq blocklist support (not built)")
+    if body["all"] is not True:
+        raise InvalidParameter("all must be true")
+    return _receipts(await rt.store.purge_all("admin"))
+
+
+async def items(request: web.Request) -> web.Response:
+    """Metadata of held items, oldest first; never bytes."""
+    rt: Runtime = request.app[RUNTIME]
+    try:
+        limit = int(request.query.get("limit", "1000"))
+    except ValueError:
+        raise InvalidParameter("limit must be an integer") from None
+    if not 1 <= limit <= MAX_LISTED_ITEMS:
+        raise InvalidParameter(f"limit must be between 1 and {MAX_LISTED_ITEMS}")
+    sha256 = request.query.get("sha256")
+    wanted = normalise_sha256(sha256) if sha256 else None
+    selected = sorted(await rt.store.list_items(wanted), key=lambda it: it.created)
+    return web.json_response(
+        {
+            "count": len(selected),
+            "items": [it.public_view() for it in selected[:limit]],
+            "truncated": len(selected) > limit,
+        }
+    )
+
+
+async def item(request: web.Request) -> web.Response:
+    item_id = request.match_info["id"]
+    if not is_valid_id(item_id):
+        raise NotFound()
+    return web.json_response((await request.app[RUNTIME].store.meta(item_id)).public_view())
+
+
+async def guarantees(request: web.Request) -> web.Response:
+    rt: Runtime = request.app[RUNTIME]
+    results = rt.guarantees.results
+    return web.json_response(
+        {
+            "ok": all(r.ok for r in results),
+            "checks": [
+                {"check": r.name, "status": r.status, "ok": r.ok, "reason": r.reason}
+                for r in results
+            ],
+        }
+    )
+
+
+def _hash_list(body: dict[str, Any]) -> list[str]:
+    hashes = body.get("sha256")
+    if isinstance(hashes, str):
+        hashes = [hashes]
+    if not isinstance(hashes, list) or not hashes:
+        raise InvalidParameter("sha256 must be a hash or a non-empty list of hashes")
+    return [normalise_sha256(h) for h in hashes]
+
+
+async def blocklist_get(request: web.Request) -> web.Response:
+    entries = request.app[RUNTIME].blocklist.sha256_entries()
+    return web.json_response({"count": len(entries), "sha256": entries})
+
+
+async def blocklist_add(request: web.Request) -> web.Response:
+    """Add hashes; items already held with those hashes are purged at once."""
+    rt: Runtime = request.app[RUNTIME]
+    hashes = _hash_list(await read_json_object(request))
+    added = rt.blocklist.add(hashes)
+    receipts: list[Receipt] = []
+    for sha256 in hashes:
+        receipts += await rt.store.purge_sha256(sha256, "admin")
+    rt.audit.emit("blocklist", action="add", count=added)
+    return _receipts(receipts, added=added)
+
+
+async def blocklist_remove(request: web.Request) -> web.Response:
+    rt: Runtime = request.app[RUNTIME]
+    removed = rt.blocklist.remove(_hash_list(await read_json_object(request)))
+    rt.audit.emit("blocklist", action="remove", count=removed)
+    return web.json_response({"removed": removed})
+
+
+def add_ops_routes(app: web.Application) -> None:
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/admin/purge", purge)
+    app.router.add_get("/admin/items", items)
+    app.router.add_get("/admin/items/{id}", item)
+    app.router.add_get("/admin/guarantees", guarantees)
+    app.router.add_get("/admin/blocklist", blocklist_get)
+    app.router.add_post("/admin/blocklist", blocklist_add)
+    app.router.add_delete("/admin/blocklist", blocklist_remove)

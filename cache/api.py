@@ -1,0 +1,185 @@
+"""The public routes, for the frontend and its search workers: parse, call, answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .config import TtlConfig
+from .errors import CacheError, InvalidParameter, NotFound, ServiceUnavailable
+from .fetch import RESULT_LABELS
+from .http import read_json_object
+from .ingest import read_upload
+from .item import Item
+from .openapi import openapi_document
+from .runtime import RUNTIME, Runtime
+from .thumbnail import MIN_SIZE, make_thumbnail
+
+MAX_READS_CAP = 1_000_000
+DEFAULT_THUMBNAIL = 256
+IMAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex, nofollow, noarchive",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _number(name: str, raw: Any, kind: type[int] | type[float]) -> float:
+    if isinstance(raw, bool):
+        raise InvalidParameter(f"{name} must be a number")
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise InvalidParameter(
+            f"{name} must be {'an integer' if kind is int else 'a number'}"
+        ) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidParameter(f"{name} must be a finite number")
+    return value
+
+
+def parse_lifetime(params: Mapping[str, Any], ttl: TtlConfig) -> tuple[float, int | None]:
+    """`ttl` in seconds (1 .. ttl.max) and `max_reads` (1 .. 1e6), each 400 when out of bounds."""
+    value = ttl.default if params.get("ttl") in (None, "") else _number("ttl", params["ttl"], float)
+    if value < 1 or value > ttl.max:
+        raise InvalidParameter(
+            f"ttl must be between 1 and ttl.max ({ttl.max:g}) seconds", bound=ttl.max
+        )
+    max_reads: int | None = None
+    if params.get("max_reads") not in (None, ""):
+        max_reads = int(_number("max_reads", params["max_reads"], int))
+        if not 1 <= max_reads <= MAX_READS_CAP:
+            raise InvalidParameter(f"max_reads must be between 1 and {MAX_READS_CAP}")
+    return value, max_reads
+
+
+def created_view(item: Item) -> dict[str, Any]:
+    view = item.public_view()
+    return {
+        key: view[key]
+        for key in (
+            "id",
+            "expires_at",
+            "ttl",
+            "sha256",
+            "size",
+            "media_type",
+            "width",
+            "height",
+            "frames",
+            "reads_left",
+            "source",
+        )
+    }
+
+
+def _created(item: Item) -> web.Response:
+    return web.json_response(
+        created_view(item), status=201, headers={"Location": f"/v1/images/{item.id}"}
+    )
+
+
+async def upload(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    ttl, max_reads = parse_lifetime(request.query, rt.config.ttl)
+    try:
+        data = await read_upload(request, rt.config.limits.max_upload_bytes)
+    except CacheError as exc:
+        rt.intake.reject(exc, "upload")
+        raise
+    item = await rt.intake.admit(data, ttl=ttl, max_reads=max_reads, source="upload")
+    return _created(item)
+
+
+async def fetch(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    if not rt.config.fetch.enabled:
+        rt.metrics.fetch.labels("disabled").inc()
+        raise NotFound("fetch by URL is disabled on this service")
+    params = await read_json_object(request)
+    ttl, max_reads = parse_lifetime(params, rt.config.ttl)
+    url = params.get("url")
+    if not isinstance(url, str) or not url:
+        raise InvalidParameter("url must be a non-empty string")
+    try:
+        fetched = await rt.fetcher.fetch(url)
+    except CacheError as exc:
+        rt.metrics.fetch.labels(RESULT_LABELS.get(type(exc), "remote_error")).inc()
+        rt.intake.reject(exc, "fetch")
+        raise
+    try:
+        item = await rt.intake.admit(
+            fetched.body, ttl=ttl, max_reads=max_reads, source="fetch", source_host=fetched.host
+        )
+    except CacheError as exc:
+        rt.metrics.fetch.labels("not_image" if exc.status in (415, 422) else "refused").inc()
+        raise
+    rt.metrics.fetch.labels("ok").inc()
+    return _created(item)
+
+
+async def read_image(request: web.Request) -> web.Response:
+    item, data = await request.app[RUNTIME].store.read(request.match_info["id"])
+    return web.Response(body=data, content_type=item.media_type, headers=IMAGE_HEADERS)
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    cap = rt.config.limits.max_thumbnail_size
+    size = int(_number("size", request.query.get("size", DEFAULT_THUMBNAIL), int))
+    if not MIN_SIZE <= size <= cap:
+        raise InvalidParameter(f"size must be between {MIN_SIZE} and {cap}", bound=cap)
+    item, data = await rt.store.read(request.match_info["id"], count=False)
+    loop = asyncio.get_running_loop()
+    body, media_type = await loop.run_in_executor(None, make_thumbnail, data, size)
+    rt.audit.emit("read", id=item.id, kind="thumbnail", size=size)
+    return web.Response(body=body, content_type=media_type, headers=IMAGE_HEADERS)
+
+
+async def meta(request: web.Request) -> web.Response:
+    item = await request.app[RUNTIME].store.meta(request.match_info["id"])
+    return web.json_response(item.public_view(), headers={"Cache-Control": "no-store"})
+
+
+async def delete(request: web.Request) -> web.Response:
+    receipt = await request.app[RUNTIME].store.delete(request.match_info["id"])
+    if receipt is None:
+        raise NotFound()
+    return web.Response(status=204)
+
+
+async def robots(request: web.Request) -> web.Response:
+    return web.Response(text="User-agent: *\nDisallow: /\n")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    rt: Runtime = request.app[RUNTIME]
+    if not rt.ready:
+        raise ServiceUnavailable(f"not ready: {rt.not_ready_reason}")
+    return web.json_response({"status": "ready", "items": len(rt.store)})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app[RUNTIME].config))
+
+
+def add_public_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/images", upload)
+    app.router.add_post("/v1/images/fetch", fetch)
+    app.router.add_get("/v1/images/{id}", read_image)
+    app.router.add_get("/v1/images/{id}/thumbnail", thumbnail)
+    app.router.add_get("/v1/images/{id}/meta", meta)
+    app.router.add_delete("/v1/images/{id}", delete)
+    app.router.add_get("/robots.txt", robots)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi)

@@ -1,0 +1,156 @@
+"""App factories: build the runtime once, then the public and the ops applications on it.
+
+Start-up order is part of the guarantees: leftovers are purged and the checks run before
+the public listener accepts a connection; at shutdown the listener stops accepting first,
+then everything held is purged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from .admin import add_ops_routes, admin_auth
+from .api import add_public_routes
+from .audit import AuditLog
+from .backends.base import Backend
+from .backends.memory import MemoryBackend
+from .blocklist import Blocklist
+from .clock import Clock, SystemClock
+from .config import Config
+from .expiry import ExpiryTimer, Scheduler, Sweeper
+from .fetch import Fetcher, Resolver, allow_hosts_warning
+from .guarantees import Guarantees
+from .http import problems_and_timing
+from .ingest import Ingest
+from .intake import Intake
+from .metrics import Metrics
+from .runtime import LISTENER, RUNTIME, Runtime
+from .store import Capacity, Store
+
+log = logging.getLogger(__name__)
+
+ORPHAN_SCAN_INTERVAL = 30.0  # a directory listing: cheap, but not every second
+GUARANTEE_INTERVAL = 60.0
+JSON_BODY_LIMIT = (
+    64 * 1024
+)  # fetch requests and admin calls; uploads are streamed with their own cap
+
+
+def make_backend(config: Config) -> Backend:
+    """The configured backend, with its folder or client ready: backends never read config."""
+    kind = config.storage.backend
+    if kind == "tmpfs":
+        from .backends.tmpfs import TmpfsBackend, prepare_folder
+
+        return TmpfsBackend(prepare_folder(config.storage.path))
+    if kind == "redis":
+        raise ValueError("storage.backend: redis is not built yet")
+    return MemoryBackend()
+
+
+def build_runtime(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+    backend: Backend | None = None,
+    audit_stream: TextIO | None = None,
+    resolver: Resolver | None = None,
+) -> Runtime:
+    clock = clock or SystemClock()
+    metrics = Metrics(registry)
+    metrics.set_limits(
+        config.storage.max_bytes, config.storage.max_items, config.ttl.max, config.ttl.grace
+    )
+    audit = AuditLog(clock, audit_stream)
+    backend = backend or make_backend(config)
+    capacity = Capacity(config.storage.max_bytes, config.storage.max_items)
+    store = Store(backend, clock, metrics, audit, capacity, config.ttl.grace)
+    blocklist = Blocklist.from_files(config.blocklist.sha256_files)
+    storage_path = config.storage.path if backend.name == "tmpfs" else None
+    runtime = Runtime(
+        config=config,
+        clock=clock,
+        metrics=metrics,
+        audit=audit,
+        store=store,
+        intake=Intake(Ingest(config.limits), blocklist, store, metrics, audit),
+        blocklist=blocklist,
+        fetcher=Fetcher(config.fetch, config.limits.max_upload_bytes, resolver=resolver),
+        guarantees=Guarantees(config, backend.name, storage_path),
+        timer=ExpiryTimer(store, clock),
+        sweeper=Sweeper(store, metrics, clock),
+        scheduler=Scheduler(),
+    )
+    runtime.scheduler.every(config.ttl.sweep_interval, runtime.sweeper.sweep, "sweep")
+    runtime.scheduler.every(ORPHAN_SCAN_INTERVAL, store.purge_orphans, "orphans")
+    runtime.scheduler.every(GUARANTEE_INTERVAL, lambda: refresh_guarantees(runtime), "guarantees")
+    return runtime
+
+
+async def refresh_guarantees(rt: Runtime) -> None:
+    for result in rt.guarantees.run_checks():
+        rt.metrics.guarantee_ok.labels(result.name).set(1 if result.ok else 0)
+
+
+async def start(rt: Runtime) -> None:
+    rt.not_ready_reason = "purging what a previous process left"
+    await rt.store.purge_leftovers()
+    await refresh_guarantees(rt)
+    warning = allow_hosts_warning(rt.config.fetch)
+    if warning:
+        log.warning(warning)
+    if not rt.config.ops.admin_token:
+        log.info("admin routes are off: ops.admin_token is empty")
+    rt.timer.start()
+    rt.scheduler.start()
+    rt.ready = True
+
+
+async def stop(rt: Runtime) -> None:
+    rt.ready = False
+    rt.not_ready_reason = "shutting down"
+    rt.scheduler.stop()
+    rt.timer.stop()
+    await rt.timer.drain()
+    await rt.store.close()
+    await rt.fetcher.close()
+    await rt.store.backend.close()
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    await start(app[RUNTIME])
+    yield
+    await stop(app[RUNTIME])
+
+
+async def _public_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Robots-Tag", "noindex, nofollow, noarchive")
+
+
+def create_public_app(rt: Runtime) -> web.Application:
+    """The frontend's listener; it owns the runtime's start and stop."""
+    app = web.Application(middlewares=[problems_and_timing], client_max_size=JSON_BODY_LIMIT)
+    app[RUNTIME] = rt
+    app[LISTENER] = "public"
+    add_public_routes(app)
+    app.on_response_prepare.append(_public_headers)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+def create_ops_app(rt: Runtime) -> web.Application:
+    app = web.Application(
+        middlewares=[problems_and_timing, admin_auth], client_max_size=4 * JSON_BODY_LIMIT
+    )
+    app[RUNTIME] = rt
+    app[LISTENER] = "ops"
+    add_ops_routes(app)
+    return app

@@ -1,0 +1,74 @@
+"""The one path every image takes: ingest -> blocklist -> store, with rejections counted.
+
+Uploads and fetched bodies both come through here, so a rule added to one cannot be
+missed by the other.
+"""
+
+from __future__ import annotations
+
+from .audit import AuditLog
+from .backends.memory import zero
+from .blocklist import Blocklist
+from .errors import Blocklisted, CacheError
+from .ingest import Ingest
+from .item import ImageFacts, Item
+from .metrics import Metrics
+from .store import ItemStore
+
+
+class Intake:
+    def __init__(
+        self,
+        ingest: Ingest,
+        blocklist: Blocklist,
+        store: ItemStore,
+        metrics: Metrics,
+        audit: AuditLog,
+    ) -> None:
+        self.ingest = ingest
+        self.blocklist = blocklist
+        self.store = store
+        self._metrics = metrics
+        self._audit = audit
+
+    async def admit(
+        self,
+        data: bytearray,
+        *,
+        ttl: float,
+        max_reads: int | None,
+        source: str,
+        source_host: str | None = None,
+    ) -> Item:
+        """Store `data` if it is an allowed image; the caller's buffer is zeroed either way."""
+        facts: ImageFacts | None = None
+        try:
+            facts = await self.ingest.inspect(data)
+            self.blocklist.check(facts)
+            return await self.store.put(data, facts, ttl, max_reads, source, source_host)
+        except CacheError as exc:
+            if isinstance(exc, Blocklisted):
+                self._metrics.blocklist_matches.labels(str(exc.extra.get("kind", "sha256"))).inc()
+            self.reject(exc, source, source_host, facts.sha256 if facts else None, len(data))
+            raise
+        finally:
+            zero(data)  # the backend holds its own copy now, or nothing was kept
+
+    def reject(
+        self,
+        error: CacheError,
+        source: str,
+        source_host: str | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
+    ) -> None:
+        self._metrics.rejected.labels(error.slug).inc()
+        self._audit.emit(
+            "rejected",
+            reason=error.slug,
+            status=error.status,
+            source=source,
+            source_host=source_host,
+            sha256=sha256,
+            size=size,
+        )

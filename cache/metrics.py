@@ -1,0 +1,135 @@
+"""Every metric of the service, on one registry per app (never the global default).
+
+Names are fixed by DESIGN.md; units are base units (seconds, bytes). The purge-lag buckets
+start at half a millisecond so that an exact timer is visibly exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+FETCH_RESULTS = (
+    "ok",
+    "invalid_url",
+    "forbidden",
+    "remote_error",
+    "timeout",
+    "too_large",
+    "not_image",
+    "refused",
+    "disabled",
+)
+PURGE_REASONS = (
+    "ttl",
+    "read_limit",
+    "delete",
+    "admin",
+    "shutdown",
+    "startup",
+    "orphan",
+    "capacity",
+)
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+RESIDENCY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+SWEEP_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.items = Gauge("cache_items", "Items held now.", registry=r)
+        self.bytes = Gauge("cache_bytes", "Image bytes held now.", registry=r)
+        self.oldest_age = Gauge(
+            "cache_oldest_item_age_seconds", "Age of the oldest item held now.", registry=r
+        )
+        self.capacity_bytes = Gauge("cache_capacity_bytes", "storage.max_bytes.", registry=r)
+        self.capacity_items = Gauge("cache_capacity_items", "storage.max_items.", registry=r)
+        self.ttl_max = Gauge(
+            "cache_ttl_max_seconds", "ttl.max: the longest TTL allowed.", registry=r
+        )
+        self.ttl_grace = Gauge(
+            "cache_ttl_grace_seconds", "ttl.grace: lateness that counts as a violation.", registry=r
+        )
+        self.stored = Counter("cache_stored", "Items stored, by source.", ["source"], registry=r)
+        self.rejected = Counter(
+            "cache_rejected", "Uploads and fetches refused, by reason.", ["reason"], registry=r
+        )
+        self.reads = Counter("cache_reads", "Image bodies served.", registry=r)
+        self.purged = Counter("cache_purged", "Items released, by reason.", ["reason"], registry=r)
+        self.purge_lag = Histogram(
+            "cache_purge_lag_seconds",
+            "Release time minus deadline, for items released at or after their deadline.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.residency = Histogram(
+            "cache_residency_seconds",
+            "Time from store to release, every item.",
+            buckets=RESIDENCY_BUCKETS,
+            registry=r,
+        )
+        self.expired_reads_refused = Counter(
+            "cache_expired_reads_refused",
+            "Reads refused because the deadline had passed before the purge ran.",
+            registry=r,
+        )
+        self.ttl_violations = Counter(
+            "cache_ttl_violations",
+            "Items found still held after deadline + grace. Must stay 0.",
+            registry=r,
+        )
+        self.sweep_duration = Histogram(
+            "cache_sweep_duration_seconds",
+            "Duration of a scheduled sweep.",
+            buckets=SWEEP_BUCKETS,
+            registry=r,
+        )
+        self.last_sweep = Gauge(
+            "cache_last_sweep_timestamp_seconds", "Unix time the last sweep ended.", registry=r
+        )
+        self.guarantee_ok = Gauge(
+            "cache_guarantee_ok", "1 when a guarantee check passed, else 0.", ["check"], registry=r
+        )
+        self.fetch = Counter("cache_fetch", "URL fetches, by result.", ["result"], registry=r)
+        self.blocklist_matches = Counter(
+            "cache_blocklist_matches",
+            "Images refused by the blocklist, by hash kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "cache_request_duration_seconds",
+            "HTTP request latency, by listener, route, method and status.",
+            ["listener", "route", "method", "status"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        for reason in PURGE_REASONS:
+            self.purged.labels(reason)
+        # Series that exist from the start, so a dashboard shows 0 rather than nothing.
+        for source in ("upload", "fetch"):
+            self.stored.labels(source)
+        for result in FETCH_RESULTS:
+            self.fetch.labels(result)
+        for kind in ("sha256", "pdq"):
+            self.blocklist_matches.labels(kind)
+
+    def set_limits(self, max_bytes: int, max_items: int, ttl_max: float, grace: float) -> None:
+        self.capacity_bytes.set(max_bytes)
+        self.capacity_items.set(max_items)
+        self.ttl_max.set(ttl_max)
+        self.ttl_grace.set(grace)
+
+    def watch_oldest_age(self, read_age: Callable[[], float]) -> None:
+        self.oldest_age.set_function(read_age)
+
+    def record_release(self, reason: str, lag: float, residency: float) -> None:
+        """One released item: lag counts only when released at or after its deadline."""
+        self.purged.labels(reason).inc()
+        if lag >= 0:
+            self.purge_lag.observe(lag)
+        self.residency.observe(residency)

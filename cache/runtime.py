@@ -1,0 +1,45 @@
+"""Everything one service instance runs on, built once by the app factory.
+
+Kept apart from app.py so route modules can name these types without importing the
+factory that imports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from .audit import AuditLog
+from .blocklist import Blocklist
+from .clock import Clock
+from .config import Config
+from .expiry import ExpiryTimer, Scheduler, Sweeper
+from .fetch import Fetcher
+from .guarantees import Guarantees
+from .intake import Intake
+from .metrics import Metrics
+from .store import ItemStore
+
+
+@dataclass
+class Runtime:
+    config: Config
+    clock: Clock
+    metrics: Metrics
+    audit: AuditLog
+    store: ItemStore
+    intake: Intake
+    blocklist: Blocklist
+    fetcher: Fetcher
+    guarantees: Guarantees
+    timer: ExpiryTimer
+    sweeper: Sweeper
+    scheduler: Scheduler
+    ready: bool = False
+    not_ready_reason: str = "starting"
+    extra_checks: list[str] = field(default_factory=list)
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+LISTENER = web.AppKey("listener", str)

@@ -1,0 +1,96 @@
+"""Entry point: `python server.py [--config PATH]`.
+
+Exit codes: 0 after a clean shutdown (everything purged), 2 on bad config or a failed
+start-up guarantee. Audit lines go to stdout, diagnostics to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from cache.app import build_runtime, create_ops_app, create_public_app
+from cache.config import ConfigError, load_config
+from cache.guarantees import format_failure
+from cache.runtime import Runtime
+
+log = logging.getLogger("query-cache")
+DEFAULT_CONFIG = Path(__file__).with_name("config.toml")
+
+
+async def serve(rt: Runtime) -> None:
+    config = rt.config
+    public = web.AppRunner(
+        create_public_app(rt),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout,
+    )
+    ops = web.AppRunner(create_ops_app(rt), handle_signals=False, access_log=None)
+    await public.setup()  # start-up purge and checks run here, before anything listens
+    await ops.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await web.TCPSite(ops, config.ops.host, config.ops.port).start()
+        await web.TCPSite(public, config.server.host, config.server.port).start()
+        log.info(
+            "serving on %s:%d (ops %s:%d), backend %s",
+            config.server.host,
+            config.server.port,
+            config.ops.host,
+            config.ops.port,
+            rt.store.backend.name,
+        )
+        await stop.wait()
+        log.info("stopping: no new connections, then purge everything")
+    finally:
+        try:
+            # Public first: it stops accepting, then its cleanup purges everything.
+            await asyncio.wait_for(public.cleanup(), config.server.shutdown_timeout + 5)
+        finally:
+            await ops.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Ephemeral query-image cache")
+    parser.add_argument("--config", help="TOML config file (default: config.toml beside this file)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per sweep is noise
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    try:
+        config = load_config(path)
+        rt = build_runtime(config)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"query-cache: {exc}", file=sys.stderr)
+        return 2
+    rt.guarantees.apply_process_hardening()
+    storage_path = config.storage.path if rt.store.backend.name == "tmpfs" else None
+    failures = rt.guarantees.startup_failures(rt.guarantees.run_checks())
+    if failures:
+        for failure in failures:
+            print(f"query-cache: {format_failure(failure, storage_path)}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(rt))
+    except OSError as exc:  # e.g. the port is taken
+        print(f"query-cache: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""A corpus of good and hostile images, made on the fly (nothing binary is committed)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+from PIL import Image
+
+
+def encode(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB", **save: object) -> bytes:
+    im = Image.new(mode, size, color=(200, 40, 90) if mode == "RGB" else 128)
+    for x in range(0, size[0], 7):  # some structure so encoders do real work
+        im.putpixel((x, x % size[1]), (10, 200, 30) if mode == "RGB" else 10)
+    out = io.BytesIO()
+    im.save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+def jpeg(size: tuple[int, int] = (64, 48)) -> bytes:
+    return encode("JPEG", size, quality=90)
+
+
+def png(size: tuple[int, int] = (64, 48)) -> bytes:
+    return encode("PNG", size)
+
+
+def gif(size: tuple[int, int] = (64, 48)) -> bytes:
+    return encode("GIF", size, mode="L")
+
+
+def webp(size: tuple[int, int] = (64, 48)) -> bytes:
+    return encode("WEBP", size)
+
+
+def bmp(size: tuple[int, int] = (64, 48)) -> bytes:
+    return encode("BMP", size)
+
+
+def tiff(size: tuple[int, int] = (64, 48)) -> bytes:
+    return encode("TIFF", size)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A valid PNG header for a huge all-black image: tiny on the wire, gigabytes decoded."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(min(height, 2000)))
+    idat += compressor.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def gif_bomb(width: int = 65535, height: int = 65535) -> bytes:
+    """A GIF whose logical screen claims 4 G pixels."""
+    good = bytearray(gif((8, 8)))
+    good[6:10] = struct.pack("<HH", width, height)
+    return bytes(good)
+
+
+def gif_many_frames(frames: int) -> bytes:
+    first = Image.new("L", (4, 4), 0)
+    rest = [Image.new("L", (4, 4), (i * 37) % 256) for i in range(1, frames)]
+    out = io.BytesIO()
+    first.save(
+        out,
+        format="GIF",
+        save_all=True,
+        append_images=rest,
+        duration=10,
+        loop=0,
+        optimize=False,
+        disposal=1,
+    )
+    return out.getvalue()
+
+
+def truncated_jpeg() -> bytes:
+    data = jpeg((256, 256))
+    return data[: len(data) // 2]
+
+
+def png_bad_crc() -> bytes:
+    data = bytearray(png())
+    idat = data.index(b"IDAT")
+    length = struct.unpack(">I", data[idat - 4 : idat])[0]
+    crc_at = idat + 4 + length
+    data[crc_at] ^= 0xFF
+    return bytes(data)
+
+
+def polyglot() -> bytes:
+    """A valid JPEG with an HTML script appended: an image to us, never served as HTML."""
+    return jpeg() + b"<html><script>alert(document.cookie)</script></html>"
+
+
+HTML = b"<!doctype html><html><body><script>alert(1)</script></body></html>"
+SVG = (
+    b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+    b"<script>alert(1)</script></svg>"
+)
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def random_bytes(n: int = 4096, seed: int = 7) -> bytes:
+    import random
+
+    return random.Random(seed).randbytes(n)
