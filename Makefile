@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= config.toml
 
-.PHONY: install run test lint typecheck pytest system-deps bench bench-quick clean
+.PHONY: install run test lint typecheck pytest system-deps bench bench-quick soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ system-deps:
 	@scripts/system-deps.sh
 
 lint: install
-	$(VENV)/bin/ruff check cache server.py tests bench
+	$(VENV)/bin/ruff check cache server.py tests bench scripts
 
 typecheck: install
 	$(VENV)/bin/mypy --strict cache
@@ -39,6 +39,10 @@ bench: install system-deps
 
 bench-quick: install system-deps
 	$(PY) -m bench --quick
+
+# The README's picture: a 30 s soak of the real service, items held and purge lag.
+soak: install
+	$(PY) scripts/soak.py --seconds 30 --out docs/soak.png
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache bench/out
