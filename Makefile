@@ -24,7 +24,7 @@ system-deps:
 	@scripts/system-deps.sh
 
 lint: install
-	$(VENV)/bin/ruff check cache server.py tests bench scripts
+	$(VENV)/bin/ruff check cache server.py tests scripts $(wildcard bench)
 
 typecheck: install
 	$(VENV)/bin/mypy --strict cache
