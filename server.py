@@ -17,6 +17,7 @@ from aiohttp import web
 
 from cache.app import build_runtime, create_ops_app, create_public_app
 from cache.config import ConfigError, load_config
+from cache.errors import StartupRefused
 from cache.guarantees import format_failure
 from cache.runtime import Runtime
 
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(serve(rt))
+    except StartupRefused as exc:  # a start-up check that needs the loop (redis persistence)
+        print(f"query-cache: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # e.g. the port is taken
         print(f"query-cache: {exc}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from .ingest import read_upload
 from .item import Item
 from .openapi import openapi_document
 from .runtime import RUNTIME, Runtime
+from .store import ReadinessProbe
 from .thumbnail import MIN_SIZE, make_thumbnail
 
 MAX_READS_CAP = 1_000_000
@@ -165,6 +166,10 @@ async def readyz(request: web.Request) -> web.Response:
     rt: Runtime = request.app[RUNTIME]
     if not rt.ready:
         raise ServiceUnavailable(f"not ready: {rt.not_ready_reason}")
+    if isinstance(rt.store, ReadinessProbe):
+        reason = await rt.store.unready_reason()
+        if reason is not None:
+            raise ServiceUnavailable(f"not ready: {reason}")
     return web.json_response({"status": "ready", "items": len(rt.store)})
 
 

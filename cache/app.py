@@ -7,9 +7,10 @@ then everything held is purged.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -30,7 +31,11 @@ from .ingest import Ingest
 from .intake import Intake
 from .metrics import Metrics
 from .runtime import LISTENER, RUNTIME, Runtime
-from .store import Capacity, Store
+from .store import Capacity, ItemStore, Store
+
+if TYPE_CHECKING:
+    from .backends.redis import RedisClient
+    from .config import StorageConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +54,50 @@ def make_backend(config: Config) -> Backend:
 
         return TmpfsBackend(prepare_folder(config.storage.path))
     if kind == "redis":
-        raise ValueError("storage.backend: redis is not built yet")
+        return redis_backend(config, make_redis_client(config.storage))
     return MemoryBackend()
+
+
+def make_redis_client(storage: StorageConfig) -> RedisClient:
+    """redis-py's asyncio client: it reconnects by itself, with backoff, after an outage."""
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    from .redis_calls import MAX_CONNECTIONS
+
+    options: dict[str, Any] = {
+        "max_connections": MAX_CONNECTIONS,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": 2.0,
+        "health_check_interval": 5,
+    }
+    if storage.redis_cluster:
+        return RedisCluster.from_url(storage.redis_url, **options)
+    return Redis.from_url(storage.redis_url, **options)
+
+
+def redis_backend(config: Config, client: RedisClient) -> Backend:
+    from .backends.redis import RedisBackend
+
+    backstop = config.ttl.max + config.ttl.grace  # bytes written without a deadline
+    return RedisBackend(client, config.storage.key_prefix, round(backstop * 1000))
+
+
+def make_store(
+    backend: Backend, clock: Clock, metrics: Metrics, audit: AuditLog, config: Config
+) -> ItemStore:
+    """The local index for memory and tmpfs; the index in Redis for the redis backend."""
+    capacity = Capacity(config.storage.max_bytes, config.storage.max_items)
+    if backend.name == "redis":
+        from .backends.redis import RedisBackend
+        from .shared_store import SharedStore
+
+        if isinstance(backend, RedisBackend):
+            return SharedStore(backend, clock, metrics, audit, capacity, config.ttl.grace)
+    return Store(backend, clock, metrics, audit, capacity, config.ttl.grace)
 
 
 def build_runtime(
@@ -61,6 +108,7 @@ def build_runtime(
     backend: Backend | None = None,
     audit_stream: TextIO | None = None,
     resolver: Resolver | None = None,
+    redis_client: RedisClient | None = None,
 ) -> Runtime:
     clock = clock or SystemClock()
     metrics = Metrics(registry)
@@ -68,9 +116,10 @@ def build_runtime(
         config.storage.max_bytes, config.storage.max_items, config.ttl.max, config.ttl.grace
     )
     audit = AuditLog(clock, audit_stream)
+    if backend is None and redis_client is not None:
+        backend = redis_backend(config, redis_client)
     backend = backend or make_backend(config)
-    capacity = Capacity(config.storage.max_bytes, config.storage.max_items)
-    store = Store(backend, clock, metrics, audit, capacity, config.ttl.grace)
+    store = make_store(backend, clock, metrics, audit, config)
     blocklist = Blocklist.from_files(config.blocklist.sha256_files)
     storage_path = config.storage.path if backend.name == "tmpfs" else None
     runtime = Runtime(
@@ -89,8 +138,25 @@ def build_runtime(
     )
     runtime.scheduler.every(config.ttl.sweep_interval, runtime.sweeper.sweep, "sweep")
     runtime.scheduler.every(ORPHAN_SCAN_INTERVAL, store.purge_orphans, "orphans")
-    runtime.scheduler.every(GUARANTEE_INTERVAL, lambda: refresh_guarantees(runtime), "guarantees")
+    # Partials, not lambdas: APScheduler awaits a job only if it sees a coroutine function.
+    guarantees_job = functools.partial(refresh_guarantees, runtime)
+    runtime.scheduler.every(GUARANTEE_INTERVAL, guarantees_job, "guarantees")
+    client = shared_client(store)
+    if client is not None:
+        from .redis_check import refresh
+
+        job = functools.partial(refresh, client, metrics)
+        runtime.scheduler.every(GUARANTEE_INTERVAL, job, "redis_persistence")
     return runtime
+
+
+def shared_client(store: ItemStore) -> RedisClient | None:
+    """The Redis client behind a shared store; None for a local one."""
+    if store.backend.name != "redis":
+        return None
+    from .backends.redis import RedisBackend
+
+    return store.backend.client if isinstance(store.backend, RedisBackend) else None
 
 
 async def refresh_guarantees(rt: Runtime) -> None:
@@ -99,6 +165,13 @@ async def refresh_guarantees(rt: Runtime) -> None:
 
 
 async def start(rt: Runtime) -> None:
+    client = shared_client(rt.store)
+    if client is not None:  # before anything is stored or purged
+        from .redis_check import enforce_no_persistence
+
+        rt.not_ready_reason = "checking that Redis does not persist"
+        allow = rt.config.storage.redis_allow_persistence
+        await enforce_no_persistence(client, allow, rt.metrics)
     rt.not_ready_reason = "purging what a previous process left"
     await rt.store.purge_leftovers()
     await refresh_guarantees(rt)

@@ -116,6 +116,12 @@ class CacheFull(ServiceUnavailable):
     slug, title = "cache-full", "Cache full"
 
 
+class StorageUnavailable(ServiceUnavailable):
+    """The shared storage (Redis) cannot be reached: retry, any node may serve again soon."""
+
+    slug, title = "storage-unavailable", "Storage unavailable"
+
+
 class InsufficientStorage(CacheError):
     status, slug, title = 507, "insufficient-storage", "Storage write failed"
 
@@ -126,6 +132,10 @@ class FetchFailed(CacheError):
 
 class FetchTimeout(CacheError):
     status, slug, title = 504, "fetch-timeout", "Remote fetch timed out"
+
+
+class StartupRefused(Exception):
+    """A start-up check failed: the message is the one line for the operator (exit 2)."""
 
 
 HTTP_STATUS_ERRORS: dict[int, type[CacheError]] = {

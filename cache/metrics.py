@@ -101,6 +101,18 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.redis_errors = Counter(
+            "cache_redis_errors",
+            "Redis calls that failed (unreachable, timeout, cluster down), by operation.",
+            ["op"],
+            registry=r,
+        )
+        self.unconfirmed_releases = Counter(
+            "cache_unconfirmed_releases",
+            "Redis backend: capacity released for items no node was seen to purge (Redis's "
+            "PX backstop dropped them, or a node died mid-put).",
+            registry=r,
+        )
         self.request_duration = Histogram(
             "cache_request_duration_seconds",
             "HTTP request latency, by listener, route, method and status.",

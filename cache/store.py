@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .audit import AuditLog
 from .backends.base import Backend
@@ -76,6 +76,14 @@ class ItemStore(Protocol):
     async def purge_leftovers(self) -> int: ...
     async def purge_orphans(self) -> int: ...
     async def close(self) -> list[Receipt]: ...
+
+
+@runtime_checkable
+class ReadinessProbe(Protocol):
+    """A store whose storage lives elsewhere (redis) and may be unreachable: `/readyz`
+    asks it. A local store has nothing to ask and does not implement it."""
+
+    async def unready_reason(self) -> str | None: ...
 
 
 class Store:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -53,9 +54,31 @@ async def tmpfs_backend() -> AsyncIterator[Backend]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
+@asynccontextmanager
+async def redis_backend() -> AsyncIterator[Backend]:
+    """A real redis-server of its own (about 20 ms to start), on a free loopback port."""
+    from redis.asyncio import Redis
+
+    from cache.backends.redis import RedisBackend
+    from tests.redisproc import RedisServer, require_redis
+
+    require_redis()
+    folder = tempfile.mkdtemp(prefix="qc-contract-redis-")
+    server = RedisServer(Path(folder)).start()
+    backend = RedisBackend(Redis.from_url(server.url), "qc:", 60_000)
+    try:
+        yield backend
+        await backend.purge_all()
+        await backend.close()
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 BACKEND_FACTORIES: dict[str, Callable[[], AbstractAsyncContextManager[Backend]]] = {
     "memory": memory_backend,
     "tmpfs": tmpfs_backend,
+    "redis": redis_backend,
 }
 BACKENDS = list(BACKEND_FACTORIES)
 

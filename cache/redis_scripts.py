@@ -1,0 +1,209 @@
+"""The Lua scripts that make each shared step atomic, and typed calls to them.
+
+Each script touches keys of one hash tag only (one item, the capacity slot, one sha256
+set), so it runs on a Redis Cluster as well as on one server. Scripts are sent with
+EVALSHA and loaded again on NOSCRIPT (redis-py `register_script`). Times are Unix ms from
+the calling node's injected clock, never Redis's own clock, so a ManualClock test controls
+them and every node judges a deadline by the same wall clock it wrote it with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .backends.redis import RedisClient, RedisKeys, payload
+
+# KEYS: counters, ledger, sizes. ARGV: id, size, deadline_ms, max_bytes, max_items.
+# -> {1, bytes, items} reserved, or {0, bytes, items, earliest ledger deadline}.
+# A retried call finds its id in the ledger and reserves nothing twice.
+RESERVE = """
+local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+local items = tonumber(redis.call('HGET', KEYS[1], 'items') or '0')
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {1, bytes, items} end
+local size = tonumber(ARGV[2])
+if items + 1 > tonumber(ARGV[5]) or bytes + size > tonumber(ARGV[4]) then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {0, bytes, items, first[2] or false}
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], size)
+bytes = redis.call('HINCRBY', KEYS[1], 'bytes', size)
+items = redis.call('HINCRBY', KEYS[1], 'items', 1)
+return {1, bytes, items}
+"""
+
+# KEYS: counters, ledger, sizes. ARGV: ids. -> {bytes, items, released}. Only an id still in
+# the ledger is released (ZREM answers 1 to exactly one caller): a release never doubles.
+RELEASE = """
+local freed, count = 0, 0
+for i = 1, #ARGV do
+  if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
+    freed = freed + tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
+    redis.call('HDEL', KEYS[3], ARGV[i])
+    count = count + 1
+  end
+end
+local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - freed)
+local items = redis.call('HINCRBY', KEYS[1], 'items', 0 - count)
+return {bytes, items, count}
+"""
+
+# KEYS: data, meta. ARGV: px, bytes, then meta field/value pairs. Both keys or neither;
+# keys already there mean a retried call that had succeeded (ids are 128 random bits).
+WRITE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Metadata comes back as one JSON string: a flat HGETALL reply costs redis-py's pure-Python
+# parser a read per field, the dominant cost of a purge.
+META_JSON = """
+local function meta_json(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then return false end
+  local meta = {}
+  for i = 1, #flat, 2 do meta[flat[i]] = flat[i + 1] end
+  return cjson.encode(meta)
+end
+"""
+
+# KEYS: data, meta. ARGV: now_ms, count (1 or 0).
+# -> {0} unknown, {-1} past its deadline, {1, data, meta} served, {2, data, meta} served and
+# deleted (its last read). Check, decrement and delete are one step: concurrent readers on
+# any number of nodes get exactly max_reads bodies.
+READ = META_JSON + """
+local deadline = redis.call('HGET', KEYS[2], 'deadline_ms')
+if not deadline then return {0} end
+if tonumber(ARGV[1]) >= tonumber(deadline) then return {-1} end
+local data = redis.call('GET', KEYS[1])
+if not data then return {0} end
+local left = nil
+if ARGV[2] == '1' then
+  redis.call('HINCRBY', KEYS[2], 'reads', 1)
+  if redis.call('HEXISTS', KEYS[2], 'reads_left') == 1 then
+    left = redis.call('HINCRBY', KEYS[2], 'reads_left', -1)
+  end
+end
+local meta = meta_json(KEYS[2])
+if left ~= nil and left <= 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return {2, data, meta}
+end
+return {1, data, meta}
+"""
+
+# KEYS: data, meta. -> the metadata of the item this call deleted, or nil. DEL answers a
+# positive count to exactly one caller: that node, and only that node, counts the purge.
+TAKE = META_JSON + """
+local meta = meta_json(KEYS[2])
+local deleted = redis.call('DEL', KEYS[1], KEYS[2])
+if deleted == 0 or not meta then return false end
+return meta
+"""
+
+# KEYS: sha256 set. ARGV: id, px. The set lives as long as its longest-lived item.
+SHA_ADD = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+MISSING, EXPIRED, SERVED, LAST_READ = 0, -1, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    bytes: int
+    items: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    ok: bool
+    counters: Counters
+    earliest_deadline_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    status: int
+    data: bytes = b""
+    meta: Mapping[str, str] | None = None
+
+
+def text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def as_map(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """HGETALL as redis-py returns it -> {field: value} as text."""
+    return {text(k): text(v) for k, v in raw.items()}
+
+
+def from_json(raw: bytes | str) -> dict[str, str]:
+    """Metadata as META_JSON encodes it -> {field: value} as text."""
+    return {str(k): text(v) for k, v in json.loads(raw).items()}
+
+
+class Scripts:
+    def __init__(self, client: RedisClient, layout: RedisKeys) -> None:
+        self._layout = layout
+        self._reserve = client.register_script(RESERVE)
+        self._release = client.register_script(RELEASE)
+        self._write = client.register_script(WRITE)
+        self._read = client.register_script(READ)
+        self._take = client.register_script(TAKE)
+        self._sha_add = client.register_script(SHA_ADD)
+
+    @property
+    def _cap_keys(self) -> list[str]:
+        return [self._layout.counters, self._layout.ledger, self._layout.sizes]
+
+    async def reserve(
+        self, item_id: str, size: int, deadline_ms: int, max_bytes: int, max_items: int
+    ) -> Reservation:
+        reply = await self._reserve(
+            keys=self._cap_keys, args=[item_id, size, deadline_ms, max_bytes, max_items]
+        )
+        counters = Counters(int(reply[1]), int(reply[2]))
+        if int(reply[0]) == 1:
+            return Reservation(True, counters)
+        earliest = reply[3] if len(reply) > 3 else None
+        return Reservation(False, counters, None if earliest is None else int(float(earliest)))
+
+    async def release(self, ids: Sequence[str]) -> tuple[Counters, int]:
+        """-> the counters after, and how many of `ids` were still reserved."""
+        reply = await self._release(keys=self._cap_keys, args=list(ids))
+        return Counters(int(reply[0]), int(reply[1])), int(reply[2])
+
+    async def write(
+        self, item_id: str, data: bytes | bytearray | memoryview, px: int, meta: Mapping[str, str]
+    ) -> None:
+        fields = [part for pair in meta.items() for part in pair]
+        keys = [self._layout.data(item_id), self._layout.meta(item_id)]
+        await self._write(keys=keys, args=[px, payload(data), *fields])
+
+    async def read(self, item_id: str, now_ms: int, count: bool) -> ReadResult:
+        keys = [self._layout.data(item_id), self._layout.meta(item_id)]
+        reply = await self._read(keys=keys, args=[now_ms, 1 if count else 0])
+        status = int(reply[0])
+        if status in (MISSING, EXPIRED):
+            return ReadResult(status)
+        data = reply[1] if isinstance(reply[1], bytes) else text(reply[1]).encode()
+        return ReadResult(status, data, from_json(reply[2]))
+
+    async def take(self, item_id: str) -> dict[str, str] | None:
+        keys = [self._layout.data(item_id), self._layout.meta(item_id)]
+        reply = await self._take(keys=keys)
+        return None if not reply else from_json(reply)
+
+    async def sha_add(self, sha256: str, item_id: str, px: int) -> None:
+        await self._sha_add(keys=[self._layout.sha(sha256)], args=[item_id, px])

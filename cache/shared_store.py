@@ -1,0 +1,310 @@
+"""The store shared by several nodes: Redis holds the items, the deadline index and the
+capacity counters, so any node can serve, delete or purge any item.
+
+Each node keeps an exact timer for the items it stored (a heap on its monotonic clock);
+its sweep also takes due entries from the shared deadline index, so the items of a node
+that died are purged by the others. Shared deadlines are wall-clock Unix ms: monotonic
+clocks differ between machines. Releases (and counting each one once) are in
+`shared_release`; talking to a Redis that may be gone is in `redis_calls`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable
+
+from .audit import AuditLog
+from .backends.base import Backend
+from .backends.redis import RedisBackend
+from .clock import Clock
+from .errors import CacheFull, NotFound, ServiceUnavailable, StorageUnavailable
+from .item import ImageFacts, Item, is_valid_id
+from .metrics import Metrics
+from .redis_calls import RedisLink
+from .redis_meta import encode, new_item, wall_ms
+from .redis_scripts import EXPIRED, LAST_READ, MISSING, Counters, as_map
+from .shared_release import Mine, Releaser, valid_ids
+from .store import Capacity, Receipt
+
+log = logging.getLogger(__name__)
+LEDGER_SLACK_MS = 5_000  # clock skew allowed between nodes before a reservation is stale
+PROBE_TIMEOUT = 1.0
+LIST_CHUNK = 1000
+RETRY_DELAY = 1.0  # after a failed purge, the exact timer waits this long
+
+
+class SharedStore:
+    def __init__(
+        self,
+        backend: RedisBackend,
+        clock: Clock,
+        metrics: Metrics,
+        audit: AuditLog,
+        capacity: Capacity,
+        grace: float,
+    ) -> None:
+        self.backend: Backend = backend
+        self._client = backend.client
+        self._keys = backend.layout
+        self._clock = clock
+        self._metrics = metrics
+        self._audit = audit
+        self._capacity = capacity
+        self._grace = grace
+        self.link = RedisLink(metrics)
+        self._mine: dict[str, Mine] = {}  # insertion order == creation order
+        self._heap: list[tuple[float, str]] = []
+        self._retry_at = 0.0
+        self._purging = asyncio.Lock()
+        self._closed = False
+        self._listeners: list[Callable[[float], None]] = []
+        self._releaser = Releaser(backend, clock, metrics, audit, grace, self._mine, self.link)
+        self._scripts = self._releaser.scripts
+        metrics.watch_oldest_age(self.oldest_age)
+
+    # -- reading state -------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Items in the whole shared cache, as last seen (refreshed by every sweep)."""
+        return self._releaser.counters.items
+
+    def oldest_age(self) -> float:
+        """Age of the oldest item this node stored and still tracks."""
+        oldest = next(iter(self._mine.values()), None)
+        return 0.0 if oldest is None else max(0.0, self._clock.monotonic() - oldest.created)
+
+    def earliest_deadline(self) -> float | None:
+        heap = self._heap
+        while heap and heap[0][1] not in self._mine:
+            heapq.heappop(heap)
+        return max(heap[0][0], self._retry_at) if heap else None
+
+    def on_new_deadline(self, listener: Callable[[float], None]) -> None:
+        self._listeners.append(listener)
+
+    async def unready_reason(self) -> str | None:
+        """None when Redis answers within a second (it reads the shared counters, so
+        `len()` is fresh for `/readyz`); otherwise why not."""
+        try:
+            async with self.link.call("probe"), asyncio.timeout(PROBE_TIMEOUT):
+                raw = await self._client.hmget(self._keys.counters, ["bytes", "items"])
+        except StorageUnavailable:
+            return f"redis unreachable: {self.link.last_error or 'no answer'}"
+        self._releaser.set_counters(Counters(int(raw[0] or 0), int(raw[1] or 0)))
+        return None
+
+    async def meta(self, item_id: str) -> Item:
+        if not is_valid_id(item_id):
+            raise NotFound()
+        async with self.link.call("meta"):
+            raw = await self._client.hgetall(self._keys.meta(item_id))
+        if not raw:
+            raise NotFound()
+        item = self._releaser.item(item_id, as_map(raw))
+        if self._releaser.now_ms() >= wall_ms(item.deadline_wall):
+            self._metrics.expired_reads_refused.inc()
+            raise NotFound()
+        return item
+
+    async def list_items(self, sha256: str | None = None) -> list[Item]:
+        """Items held by any node (all, or those with one hash), oldest first."""
+        items: list[Item] = []
+        async with self.link.call("list"):
+            ids = await self._ids(sha256)
+            for start in range(0, len(ids), LIST_CHUNK):
+                chunk = ids[start : start + LIST_CHUNK]
+                pipe = self._client.pipeline(transaction=False)
+                for item_id in chunk:
+                    pipe.hgetall(self._keys.meta(item_id))
+                for item_id, raw in zip(chunk, await pipe.execute(), strict=True):
+                    if raw:
+                        items.append(self._releaser.item(item_id, as_map(raw)))
+        return sorted(items, key=lambda it: it.created)
+
+    async def _ids(self, sha256: str | None) -> list[str]:
+        """Ids from the sha256 set, or from every shard of the deadline index."""
+        if sha256 is not None:
+            return sorted(valid_ids(await self._client.smembers(self._keys.sha(sha256))))
+        pipe = self._client.pipeline(transaction=False)
+        for shard in self._keys.shards():
+            pipe.zrange(shard, 0, -1)
+        return sorted(valid_ids(m for shard in await pipe.execute() for m in shard))
+
+    # -- writing -------------------------------------------------------------------------
+    async def put(
+        self,
+        data: bytes | bytearray | memoryview,
+        facts: ImageFacts,
+        ttl: float,
+        max_reads: int | None,
+        source: str,
+        source_host: str | None = None,
+    ) -> Item:
+        if self._closed:
+            raise ServiceUnavailable("shutting down")
+        item = new_item(self._clock, facts, ttl, max_reads, source, source_host)
+        async with self.link.call("put"):
+            await self._reserve(item)
+            try:
+                await self._index(item)
+                await self._scripts.write(item.id, data, self._px(item), encode(item))
+            except BaseException:
+                await self._unwind(item.id)
+                raise
+        if self._closed:  # shutdown began while the bytes were being written
+            await self._unwind(item.id)
+            raise ServiceUnavailable("shutting down")
+        self._mine[item.id] = Mine(item.created, item.deadline)
+        heapq.heappush(self._heap, (item.deadline, item.id))
+        self._metrics.stored.labels(source).inc()
+        self._audit.emit(
+            "stored",
+            id=item.id,
+            sha256=item.sha256,
+            size=item.size,
+            media_type=item.media_type,
+            source=source,
+            source_host=source_host,
+            ttl=round(ttl, 3),
+            max_reads=max_reads,
+            expires_at=round(item.deadline_wall, 3),
+        )
+        for listener in self._listeners:
+            listener(item.deadline)
+        return item
+
+    def _px(self, item: Item) -> int:
+        """The backstop TTL, from now: Redis drops the keys at deadline + grace by itself."""
+        return max(1, wall_ms(item.deadline_wall + self._grace) - self._releaser.now_ms())
+
+    async def _reserve(self, item: Item) -> None:
+        """Capacity for the whole cache, checked and taken in one step (RESERVE)."""
+        limit = self._capacity
+        deadline_ms = wall_ms(item.deadline_wall)
+        reservation = await self._scripts.reserve(
+            item.id, item.size, deadline_ms, limit.max_bytes, limit.max_items
+        )
+        self._releaser.set_counters(reservation.counters)
+        if not reservation.ok:
+            earliest = reservation.earliest_deadline_ms
+            wait = 1.0 if earliest is None else (earliest - self._releaser.now_ms()) / 1000
+            raise CacheFull("the cache is full; retry after the earliest deadline", wait)
+
+    async def _index(self, item: Item) -> None:
+        """Index entries come before the bytes: a node dying mid-put leaves only entries
+        that the sweeps clean up at the deadline, never bytes that nothing points to."""
+        shard = self._keys.shard_of(item.id)
+        await asyncio.gather(
+            self._client.zadd(shard, {item.id: wall_ms(item.deadline_wall)}),
+            self._scripts.sha_add(item.sha256, item.id, self._px(item)),
+        )
+
+    async def _unwind(self, item_id: str) -> None:
+        """After a failed put: its keys and entries go, and its reservation (ours, so no
+        one else counts it) is given back. What fails here the ledger scan cleans up."""
+        try:
+            await self._releaser.take([item_id], "delete", record=False)
+            await self._releaser.release([item_id])
+        except Exception as exc:
+            log.debug("unwinding a failed put: %r", exc)
+
+    # -- reads ---------------------------------------------------------------------------
+    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes]:
+        """The bytes of a live item; the read that uses the last `max_reads` purges it."""
+        if not is_valid_id(item_id):
+            raise NotFound()
+        async with self.link.call("read"):
+            result = await self._scripts.read(item_id, self._releaser.now_ms(), count)
+        if result.status == EXPIRED:
+            self._metrics.expired_reads_refused.inc()
+            raise NotFound()
+        if result.status == MISSING or result.meta is None:
+            raise NotFound()
+        item = self._releaser.item(item_id, dict(result.meta))
+        if count:
+            self._metrics.reads.inc()
+            self._audit.emit("read", id=item.id, reads_left=item.reads_left)
+        if result.status == LAST_READ:  # this node's script deleted it: this node counts it
+            self._releaser.record(item, "read_limit")
+            try:
+                async with self.link.call("unlink"):
+                    await self._releaser.unlink([item.id], [item])
+            except StorageUnavailable:
+                pass  # the index sweep removes the entries at the deadline
+        return item, result.data
+
+    # -- releases ------------------------------------------------------------------------
+    async def delete(self, item_id: str, reason: str = "delete") -> Receipt | None:
+        """Release one item; None (a 404) when it is unknown or already past its deadline."""
+        receipts = await self.purge_ids([item_id], reason)
+        return receipts[0] if receipts else None
+
+    async def purge_ids(self, ids: list[str], reason: str = "admin") -> list[Receipt]:
+        valid = list(dict.fromkeys(i for i in ids if is_valid_id(i)))
+        async with self.link.call("purge"):
+            receipts = await self._releaser.take(valid, reason)
+        return [r for r in receipts if r.reason == reason]
+
+    async def purge_sha256(self, sha256: str, reason: str = "admin") -> list[Receipt]:
+        async with self.link.call("purge"):
+            receipts = await self._releaser.take(await self._ids(sha256.lower()), reason)
+        return [r for r in receipts if r.reason == reason]
+
+    async def purge_all(self, reason: str) -> list[Receipt]:
+        """Every item of every node: the index, plus any item keys a SCAN finds."""
+        async with self.link.call("purge"):
+            ids = set(await self._ids(None)) | await self.backend.keys()
+            return await self._releaser.take(sorted(ids), reason)
+
+    async def purge_expired(self) -> list[Receipt]:
+        """This node's due items first (exact), then due entries of the shared index. One
+        at a time per node: the timer and the sweep would otherwise take the same batch."""
+        async with self._purging:
+            return await self._purge_due()
+
+    async def _purge_due(self) -> list[Receipt]:
+        now = self._clock.monotonic()
+        due: list[tuple[float, str]] = []
+        while self._heap and self._heap[0][0] <= now:
+            entry = heapq.heappop(self._heap)
+            if entry[1] in self._mine:
+                due.append(entry)
+        try:
+            async with self.link.call("sweep"):
+                receipts = await self._releaser.take([i for _, i in due], "ttl")
+                receipts += await self._releaser.sweep_index()
+        except StorageUnavailable:
+            for entry in due:  # retried once Redis answers; Redis's PX is the backstop
+                if entry[1] in self._mine:
+                    heapq.heappush(self._heap, entry)
+            self._retry_at = now + RETRY_DELAY
+            return []
+        self._retry_at = 0.0
+        return receipts
+
+    async def purge_leftovers(self) -> int:
+        """At start-up: only what is due. The rest are live items that other nodes serve."""
+        return len(await self.purge_expired())
+
+    async def purge_orphans(self) -> int:
+        """The ledger scan: reservations past deadline + grace + clock slack (see
+        `Releaser.scan_ledger`)."""
+        cutoff = self._releaser.now_ms() - wall_ms(self._grace) - LEDGER_SLACK_MS
+        try:
+            async with self.link.call("orphans"):
+                await self._releaser.scan_ledger(cutoff)
+        except StorageUnavailable:
+            pass  # the next scan does it
+        return 0
+
+    async def close(self) -> list[Receipt]:
+        """Refuse new items, then purge the items this node stored (reason `shutdown`).
+        Items of other nodes stay: those nodes serve them and purge them on time."""
+        self._closed = True
+        try:
+            async with self.link.call("shutdown"):
+                return await self._releaser.take(list(self._mine), "shutdown")
+        except StorageUnavailable:
+            log.warning("shutdown purge failed: Redis drops the items at deadline + grace")
+            return []
