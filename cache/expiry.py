@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.util import iscoroutinefunction_partial
 
 from .clock import Clock
 from .metrics import Metrics
@@ -111,6 +112,11 @@ class Scheduler:
         self._scheduler: AsyncIOScheduler | None = None
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+        """Run `job` every `seconds` on the loop. A lambda returning a coroutine would be run
+        in a thread and its coroutine never awaited, so only coroutine functions (or partials
+        of them) are accepted."""
+        if not iscoroutinefunction_partial(job):
+            raise TypeError(f"scheduled job {name!r} must be a coroutine function or a partial")
         self._jobs.append((job, seconds, name))
 
     def start(self) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import io
 import random
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from cache.audit import AuditLog
@@ -159,3 +160,25 @@ def _scrape(metrics: Metrics) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(metrics.registry).decode()
+
+
+def test_scheduler_refuses_jobs_it_would_never_await() -> None:
+    import functools
+
+    from cache.expiry import Scheduler
+
+    async def job(n: int) -> None:
+        return None
+
+    scheduler = Scheduler()
+    scheduler.every(1, functools.partial(job, 1), "partial")
+    with pytest.raises(TypeError):
+        scheduler.every(1, lambda: job(1), "lambda")
+
+
+async def test_scheduled_guarantee_checks_really_run(service: Service) -> None:
+    jobs = {name: job for job, _, name in service.rt.scheduler._jobs}
+    service.rt.metrics.guarantee_ok.clear()
+    await jobs["guarantees"]()
+    metrics = await service.metrics()
+    assert 'cache_guarantee_ok{check="swap_safe"}' in metrics
