@@ -18,7 +18,7 @@ from .errors import BadRequest, InvalidParameter, NotFound, Unauthorized
 from .http import read_json_object
 from .item import is_valid_id
 from .runtime import RUNTIME, Runtime
-from .store import Receipt
+from .store_api import Receipt
 
 MAX_IDS_PER_PURGE = 10_000
 MAX_LISTED_ITEMS = 10_000

@@ -16,7 +16,7 @@ from .ingest import read_upload
 from .item import Item
 from .openapi import openapi_document
 from .runtime import RUNTIME, Runtime
-from .store import ReadinessProbe
+from .store_api import ReadinessProbe
 from .thumbnail import MIN_SIZE, make_thumbnail
 
 MAX_READS_CAP = 1_000_000
@@ -89,6 +89,7 @@ async def upload(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     ttl, max_reads = parse_lifetime(request.query, rt.config.ttl)
     try:
+        rt.intake.admit_early(request.content_length or 1)
         data = await read_upload(request, rt.config.limits.max_upload_bytes)
     except CacheError as exc:
         rt.intake.reject(exc, "upload")

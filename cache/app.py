@@ -31,7 +31,8 @@ from .ingest import Ingest
 from .intake import Intake
 from .metrics import Metrics
 from .runtime import LISTENER, RUNTIME, Runtime
-from .store import Capacity, ItemStore, Store
+from .store import Store
+from .store_api import Capacity, ItemStore
 
 if TYPE_CHECKING:
     from .backends.redis import RedisClient
@@ -128,7 +129,7 @@ def build_runtime(
         metrics=metrics,
         audit=audit,
         store=store,
-        intake=Intake(Ingest(config.limits), blocklist, store, metrics, audit),
+        intake=Intake(Ingest(config.limits), blocklist, store, metrics, audit, clock),
         blocklist=blocklist,
         fetcher=Fetcher(config.fetch, config.limits.max_upload_bytes, resolver=resolver),
         guarantees=Guarantees(config, backend.name, storage_path),

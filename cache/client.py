@@ -13,7 +13,7 @@ from typing import Any, Self
 
 import aiohttp
 
-from .store import Receipt
+from .store_api import Receipt
 
 
 class ProblemError(Exception):

@@ -18,7 +18,7 @@ from apscheduler.util import iscoroutinefunction_partial
 
 from .clock import Clock
 from .metrics import Metrics
-from .store import ItemStore, Receipt
+from .store_api import ItemStore, Receipt
 
 log = logging.getLogger(__name__)
 

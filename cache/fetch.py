@@ -99,7 +99,11 @@ class PinnedResolver(AbstractResolver):
             raise OSError(f"{host} is not pinned on this connector")
         return [
             ResolveResult(
-                hostname=host, host=str(ip), port=port, proto=0, flags=0,
+                hostname=host,
+                host=str(ip),
+                port=port,
+                proto=0,
+                flags=0,
                 family=socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
             )
             for ip in self.addresses
@@ -205,16 +209,26 @@ class Fetcher:
         pinned = await self.pin(target)
         path, _, query = target.path_qs.partition("?")
         url = URL.build(  # from the checked parts, never from the caller's string
-            scheme=target.scheme, host=target.url_host, port=target.port, path=path,
-            query_string=query, encoded=True,
+            scheme=target.scheme,
+            host=target.url_host,
+            port=target.port,
+            path=path,
+            query_string=query,
+            encoded=True,
         )
         connector = aiohttp.TCPConnector(
-            resolver=pinned, use_dns_cache=False, force_close=True, limit=1,
+            resolver=pinned,
+            use_dns_cache=False,
+            force_close=True,
+            limit=1,
             socket_factory=pinned.socket_factory,
         )
         session = aiohttp.ClientSession(
-            connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False, raise_for_status=False,
+            connector=connector,
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            raise_for_status=False,
             timeout=aiohttp.ClientTimeout(
                 total=self.config.timeout, sock_connect=self.config.connect_timeout
             ),

@@ -199,8 +199,20 @@ IPV6_POLICY: tuple[tuple[ipaddress.IPv6Network, str | None], ...] = tuple(
 ) + tuple(  # the rest of the space outside global unicast 2000::/3 (IANA: reserved)
     (ipaddress.IPv6Network(cidr), "reserved (outside 2000::/3)")
     for cidr in (
-        "::/8", "100::/8", "200::/7", "400::/6", "800::/5", "1000::/4", "4000::/3",
-        "6000::/3", "8000::/3", "a000::/3", "c000::/3", "e000::/4", "f000::/5", "f800::/6",
+        "::/8",
+        "100::/8",
+        "200::/7",
+        "400::/6",
+        "800::/5",
+        "1000::/4",
+        "4000::/3",
+        "6000::/3",
+        "8000::/3",
+        "a000::/3",
+        "c000::/3",
+        "e000::/4",
+        "f000::/5",
+        "f800::/6",
         "fe00::/9",
     )
 )

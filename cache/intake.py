@@ -9,11 +9,12 @@ from __future__ import annotations
 from .audit import AuditLog
 from .backends.memory import zero
 from .blocklist import Blocklist
-from .errors import Blocklisted, CacheError
+from .clock import Clock
+from .errors import Blocklisted, CacheError, CacheFull
 from .ingest import Ingest
 from .item import ImageFacts, Item
 from .metrics import Metrics
-from .store import ItemStore
+from .store_api import ItemStore
 
 
 class Intake:
@@ -24,12 +25,15 @@ class Intake:
         store: ItemStore,
         metrics: Metrics,
         audit: AuditLog,
+        clock: Clock,
     ) -> None:
         self.ingest = ingest
         self.blocklist = blocklist
         self.store = store
         self._metrics = metrics
         self._audit = audit
+        self._clock = clock
+        self._clock = clock
 
     async def admit(
         self,
@@ -53,6 +57,16 @@ class Intake:
             raise
         finally:
             zero(data)  # the backend holds its own copy now, or nothing was kept
+
+    def admit_early(self, expected_size: int) -> None:
+        """Refuse (503) before the body is read when it cannot fit: under a flood, bodies
+        that would be refused anyway are never buffered."""
+        if not self.store.has_room(expected_size):
+            raise CacheFull("the cache is full; retry later", self._retry_after())
+
+    def _retry_after(self) -> float:
+        earliest = self.store.earliest_deadline()
+        return 1.0 if earliest is None else earliest - self._clock.monotonic()
 
     def reject(
         self,

@@ -77,7 +77,9 @@ end
 # -> {0} unknown, {-1} past its deadline, {1, data, meta} served, {2, data, meta} served and
 # deleted (its last read). Check, decrement and delete are one step: concurrent readers on
 # any number of nodes get exactly max_reads bodies.
-READ = META_JSON + """
+READ = (
+    META_JSON
+    + """
 local deadline = redis.call('HGET', KEYS[2], 'deadline_ms')
 if not deadline then return {0} end
 if tonumber(ARGV[1]) >= tonumber(deadline) then return {-1} end
@@ -97,15 +99,19 @@ if left ~= nil and left <= 0 then
 end
 return {1, data, meta}
 """
+)
 
 # KEYS: data, meta. -> the metadata of the item this call deleted, or nil. DEL answers a
 # positive count to exactly one caller: that node, and only that node, counts the purge.
-TAKE = META_JSON + """
+TAKE = (
+    META_JSON
+    + """
 local meta = meta_json(KEYS[2])
 local deleted = redis.call('DEL', KEYS[1], KEYS[2])
 if deleted == 0 or not meta then return false end
 return meta
 """
+)
 
 # KEYS: sha256 set. ARGV: id, px. The set lives as long as its longest-lived item.
 SHA_ADD = """

@@ -19,7 +19,7 @@ from .fetch import Fetcher
 from .guarantees import Guarantees
 from .intake import Intake
 from .metrics import Metrics
-from .store import ItemStore
+from .store_api import ItemStore
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .metrics import Metrics
 from .redis_calls import RedisLink, gather_bounded
 from .redis_meta import decode, wall_ms
 from .redis_scripts import Counters, Scripts
-from .store import Receipt
+from .store_api import Receipt
 
 log = logging.getLogger(__name__)
 SWEEP_BATCH = 500  # due entries taken per index shard per round

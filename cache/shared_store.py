@@ -26,13 +26,14 @@ from .redis_calls import RedisLink
 from .redis_meta import encode, new_item, wall_ms
 from .redis_scripts import EXPIRED, LAST_READ, MISSING, Counters, as_map
 from .shared_release import Mine, Releaser, valid_ids
-from .store import Capacity, Receipt
+from .store_api import Capacity, Receipt
 
 log = logging.getLogger(__name__)
 LEDGER_SLACK_MS = 5_000  # clock skew allowed between nodes before a reservation is stale
 PROBE_TIMEOUT = 1.0
 LIST_CHUNK = 1000
 RETRY_DELAY = 1.0  # after a failed purge, the exact timer waits this long
+FULL_HINT_SECONDS = 1.0  # how long a "full" answer from RESERVE refuses uploads unread
 
 
 class SharedStore:
@@ -57,6 +58,7 @@ class SharedStore:
         self._mine: dict[str, Mine] = {}  # insertion order == creation order
         self._heap: list[tuple[float, str]] = []
         self._retry_at = 0.0
+        self._full_until = 0.0
         self._purging = asyncio.Lock()
         self._closed = False
         self._listeners: list[Callable[[float], None]] = []
@@ -73,6 +75,9 @@ class SharedStore:
         """Age of the oldest item this node stored and still tracks."""
         oldest = next(iter(self._mine.values()), None)
         return 0.0 if oldest is None else max(0.0, self._clock.monotonic() - oldest.created)
+
+    def has_room(self, size: int) -> bool:
+        return self._clock.monotonic() >= self._full_until
 
     def earliest_deadline(self) -> float | None:
         heap = self._heap
@@ -189,6 +194,8 @@ class SharedStore:
         if not reservation.ok:
             earliest = reservation.earliest_deadline_ms
             wait = 1.0 if earliest is None else (earliest - self._releaser.now_ms()) / 1000
+            # Refuse early (before reading bodies) for a moment; RESERVE stays the judge.
+            self._full_until = self._clock.monotonic() + min(max(wait, 0.0), FULL_HINT_SECONDS)
             raise CacheFull("the cache is full; retry after the earliest deadline", wait)
 
     async def _index(self, item: Item) -> None:

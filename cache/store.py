@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Protocol, runtime_checkable
 
 from .audit import AuditLog
 from .backends.base import Backend
@@ -18,72 +16,11 @@ from .clock import Clock, wall_of
 from .errors import CacheFull, NotFound, ServiceUnavailable
 from .item import ImageFacts, Item, is_valid_id, new_id
 from .metrics import Metrics
+from .store_api import Capacity, Receipt
 
 # Stale heap entries (items deleted before their deadline) are dropped lazily; once they
 # outnumber live ones by this much, the heap is rebuilt so memory stays bounded.
 _HEAP_SLACK = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """Proof that one item went: what it was, when it came, when and why it left."""
-
-    id: str
-    sha256: str
-    size: int
-    stored_at: float
-    purged_at: float
-    reason: str
-    lag_ms: float
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class Capacity:
-    max_bytes: int
-    max_items: int
-
-
-class ItemStore(Protocol):
-    """What routes, intake and expiry need of a store: the local `Store` (memory, tmpfs)
-    and a store shared by several nodes (redis) both provide it."""
-
-    backend: Backend
-
-    def __len__(self) -> int: ...
-    def oldest_age(self) -> float: ...
-    def earliest_deadline(self) -> float | None: ...
-    def on_new_deadline(self, listener: Callable[[float], None]) -> None: ...
-    async def put(
-        self,
-        data: bytes | bytearray | memoryview,
-        facts: ImageFacts,
-        ttl: float,
-        max_reads: int | None,
-        source: str,
-        source_host: str | None = None,
-    ) -> Item: ...
-    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes]: ...
-    async def meta(self, item_id: str) -> Item: ...
-    async def list_items(self, sha256: str | None = None) -> list[Item]: ...
-    async def delete(self, item_id: str, reason: str = "delete") -> Receipt | None: ...
-    async def purge_expired(self) -> list[Receipt]: ...
-    async def purge_ids(self, ids: list[str], reason: str = "admin") -> list[Receipt]: ...
-    async def purge_sha256(self, sha256: str, reason: str = "admin") -> list[Receipt]: ...
-    async def purge_all(self, reason: str) -> list[Receipt]: ...
-    async def purge_leftovers(self) -> int: ...
-    async def purge_orphans(self) -> int: ...
-    async def close(self) -> list[Receipt]: ...
-
-
-@runtime_checkable
-class ReadinessProbe(Protocol):
-    """A store whose storage lives elsewhere (redis) and may be unreachable: `/readyz`
-    asks it. A local store has nothing to ask and does not implement it."""
-
-    async def unready_reason(self) -> str | None: ...
 
 
 class Store:
@@ -105,7 +42,6 @@ class Store:
         self._capacity = capacity
         self._grace = grace
         self._items: dict[str, Item] = {}  # insertion order == creation order: oldest first
-        self._by_sha256: dict[str, set[str]] = {}
         self._heap: list[tuple[float, str]] = []
         self._bytes = 0
         self._reserved_bytes = 0
@@ -134,10 +70,13 @@ class Store:
         return heap[0][0] if heap else None
 
     async def list_items(self, sha256: str | None = None) -> list[Item]:
-        """Items held, oldest first (all of them, or those with one hash)."""
-        if sha256 is None:
-            return list(self._items.values())
-        return [self._items[i] for i in self._by_sha256.get(sha256, ())]
+        """Items held, oldest first (all of them, or those with one hash).
+
+        A scan, not an index: it serves ops calls only, and a per-hash index would cost
+        every item some 300 bytes.
+        """
+        items = self._items.values()
+        return list(items) if sha256 is None else [it for it in items if it.sha256 == sha256]
 
     async def meta(self, item_id: str) -> Item:
         return self.live(item_id)
@@ -213,12 +152,17 @@ class Store:
             listener(item.deadline)
         return item
 
+    def has_room(self, size: int) -> bool:
+        return (
+            not self._closed
+            and len(self._items) + self._reserved_items < self._capacity.max_items
+            and self._bytes + self._reserved_bytes + size <= self._capacity.max_bytes
+        )
+
     def _reserve(self, size: int) -> None:
         if self._closed:
             raise ServiceUnavailable("shutting down")
-        items = len(self._items) + self._reserved_items + 1
-        held = self._bytes + self._reserved_bytes + size
-        if items > self._capacity.max_items or held > self._capacity.max_bytes:
+        if not self.has_room(size):
             earliest = self.earliest_deadline()
             wait = 1.0 if earliest is None else earliest - self._clock.monotonic()
             raise CacheFull("the cache is full; retry after the earliest deadline", wait)
@@ -227,17 +171,12 @@ class Store:
 
     def _index(self, item: Item) -> None:
         self._items[item.id] = item
-        self._by_sha256.setdefault(item.sha256, set()).add(item.id)
         heapq.heappush(self._heap, (item.deadline, item.id))
         self._bytes += item.size
         self._set_occupancy()
 
     def _unindex(self, item: Item) -> None:
         del self._items[item.id]
-        same_hash = self._by_sha256[item.sha256]
-        same_hash.discard(item.id)
-        if not same_hash:
-            del self._by_sha256[item.sha256]
         self._bytes -= item.size
         if len(self._heap) > 2 * len(self._items) + _HEAP_SLACK:
             self._heap = [(it.deadline, it.id) for it in self._items.values()]
@@ -325,7 +264,7 @@ class Store:
         return [await self._release(item, "ttl") for item in due if item.id in self._items]
 
     async def purge_sha256(self, sha256: str, reason: str = "admin") -> list[Receipt]:
-        ids = sorted(self._by_sha256.get(sha256.lower(), ()))
+        ids = [item.id for item in await self.list_items(sha256.lower())]
         return [r for r in [await self.delete(item_id, reason) for item_id in ids] if r]
 
     async def purge_ids(self, ids: list[str], reason: str = "admin") -> list[Receipt]:

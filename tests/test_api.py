@@ -244,3 +244,19 @@ async def test_readyz_is_503_after_shutdown_starts(service: Service) -> None:
     service.rt.not_ready_reason = "shutting down"
     response = await service.client.get("/readyz")
     assert response.status == 503 and "Retry-After" in response.headers
+
+
+async def test_full_cache_refuses_before_reading_the_body(make_service: ServiceFactory) -> None:
+    """Under a flood, a body that cannot fit is never buffered: 503 comes before it is sent."""
+    service = await make_service(make_config(storage={"max_items": 1}))
+    await service.upload_ok(images.png(), ttl=30)
+    reader, writer = await asyncio.open_connection(service.client.host, service.client.port)
+    writer.write(
+        b"POST /v1/images HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n" + b"x" * 10
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 503"), status_line
+    metrics = await service.metrics()
+    assert metrics['cache_rejected_total{reason="cache-full"}'] == 1

@@ -15,7 +15,8 @@ from cache.clock import ManualClock
 from cache.expiry import ExpiryTimer, Sweeper
 from cache.item import ImageFacts
 from cache.metrics import Metrics
-from cache.store import Capacity, Store
+from cache.store import Store
+from cache.store_api import Capacity
 from tests.conftest import Service, parse_metrics
 
 
