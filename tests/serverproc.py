@@ -8,11 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "proc-admin-token-0123456789"
@@ -40,6 +41,9 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.stdout = ""
         self.stderr = ""
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._readers: list[threading.Thread] = []
 
     @property
     def url(self) -> str:
@@ -58,10 +62,17 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
+        # Drain both pipes all along: a full pipe would block the server's audit writes.
+        self._readers = [
+            threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
+            for stream, sink in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))
+        ]
+        for reader in self._readers:
+            reader.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                self.stdout, self.stderr = self.proc.communicate()
+                self._collect()
                 raise RuntimeError(f"server exited {self.proc.returncode}: {self.stderr}")
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
@@ -103,17 +114,32 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
         try:
-            self.stdout, self.stderr = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.stdout, self.stderr = self.proc.communicate()
+            self._collect()
             raise
+        self._collect()
         return self.proc.returncode
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.stdout, self.stderr = self.proc.communicate()
+            self._collect()
+
+    @staticmethod
+    def _drain(stream: IO[str] | None, sink: list[str]) -> None:
+        if stream is not None:
+            for line in stream:
+                sink.append(line)
+
+    def _collect(self) -> None:
+        """Wait for the process and its pipes, then expose what it printed."""
+        assert self.proc is not None
+        self.proc.wait()
+        for reader in self._readers:
+            reader.join(timeout=10)
+        self.stdout, self.stderr = "".join(self._out), "".join(self._err)
 
     def audit(self, event: str | None = None) -> list[dict[str, Any]]:
         lines = [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
