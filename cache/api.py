@@ -12,7 +12,6 @@ from .config import TtlConfig
 from .errors import CacheError, InvalidParameter, NotFound, ServiceUnavailable
 from .fetch import RESULT_LABELS
 from .http import read_json_object
-from .ingest import read_upload
 from .item import Item
 from .openapi import openapi_document
 from .runtime import RUNTIME, Runtime
@@ -88,13 +87,8 @@ def _created(item: Item) -> web.Response:
 async def upload(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     ttl, max_reads = parse_lifetime(request.query, rt.config.ttl)
-    try:
-        rt.intake.admit_early(request.content_length or 1)
-        data = await read_upload(request, rt.config.limits.max_upload_bytes)
-    except CacheError as exc:
-        rt.intake.reject(exc, "upload")
-        raise
-    item = await rt.intake.admit(data, ttl=ttl, max_reads=max_reads, source="upload")
+    max_bytes = rt.config.limits.max_upload_bytes
+    item = await rt.intake.admit_upload(request, max_bytes, ttl=ttl, max_reads=max_reads)
     return _created(item)
 
 

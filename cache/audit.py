@@ -19,8 +19,20 @@ class AuditLog:
         self._stream = stream
 
     def emit(self, event: str, **fields: Any) -> None:
-        record = {"ts": round(self._clock.wall(), 6), "event": event}
-        record.update((key, value) for key, value in fields.items() if value is not None)
+        self.emit_many(event, [fields])
+
+    def emit_many(self, event: str, records: list[dict[str, Any]]) -> None:
+        """One line per record, written and flushed together: a purge of thousands of
+        items is one write, not thousands."""
+        ts = round(self._clock.wall(), 6)
+        lines = []
+        for fields in records:
+            record = {"ts": ts, "event": event}
+            record.update((key, value) for key, value in fields.items() if value is not None)
+            lines.append(_encode(record))
         stream = self._stream if self._stream is not None else sys.stdout
-        stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        stream.write("\n".join(lines) + "\n")
         stream.flush()
+
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode

@@ -32,7 +32,7 @@ async def problems_and_timing(request: web.Request, handler: Handler) -> web.Str
         return response
     except CacheError as exc:
         status = exc.status
-        return problem_response(exc, request.path)
+        return _unread_body_closes(request, problem_response(exc, request.path))
     except web.HTTPException as exc:
         if exc.status < 400:
             status = exc.status
@@ -47,6 +47,14 @@ async def problems_and_timing(request: web.Request, handler: Handler) -> web.Str
         request.app[RUNTIME].metrics.request_duration.labels(
             request.app[LISTENER], _route_label(request), request.method, str(status)
         ).observe(time.perf_counter() - started)
+
+
+def _unread_body_closes(request: web.Request, response: web.Response) -> web.Response:
+    """A refusal that left the body unread (full, too large) closes the connection rather
+    than draining what the client still sends: under a flood, nothing more is buffered."""
+    if request.body_exists and not request.content.is_eof():
+        response.force_close()
+    return response
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -6,12 +6,14 @@ missed by the other.
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from .audit import AuditLog
 from .backends.memory import zero
 from .blocklist import Blocklist
 from .clock import Clock
 from .errors import Blocklisted, CacheError, CacheFull
-from .ingest import Ingest
+from .ingest import Ingest, read_upload
 from .item import ImageFacts, Item
 from .metrics import Metrics
 from .store_api import ItemStore
@@ -33,6 +35,7 @@ class Intake:
         self._metrics = metrics
         self._audit = audit
         self._clock = clock
+        self._in_flight = 0  # bytes of uploads admitted early and not yet stored or refused
         self._clock = clock
 
     async def admit(
@@ -58,11 +61,29 @@ class Intake:
         finally:
             zero(data)  # the backend holds its own copy now, or nothing was kept
 
-    def admit_early(self, expected_size: int) -> None:
-        """Refuse (503) before the body is read when it cannot fit: under a flood, bodies
-        that would be refused anyway are never buffered."""
-        if not self.store.has_room(expected_size):
-            raise CacheFull("the cache is full; retry later", self._retry_after())
+    async def admit_upload(
+        self, request: web.Request, max_bytes: int, *, ttl: float, max_reads: int | None
+    ) -> Item:
+        """An upload from its first byte: refused (503) before the body is read when it
+        cannot fit, counting the bodies already being read, so under a flood a body that
+        would be refused is never buffered and what is buffered stays within capacity."""
+        expected = request.content_length or 1
+        try:
+            if not self.store.has_room(self._in_flight + expected):
+                raise CacheFull("the cache is full; retry later", self._retry_after())
+        except CacheFull as exc:
+            self.reject(exc, "upload")
+            raise
+        self._in_flight += expected
+        try:
+            try:
+                data = await read_upload(request, max_bytes)
+            except CacheError as exc:
+                self.reject(exc, "upload")
+                raise
+            return await self.admit(data, ttl=ttl, max_reads=max_reads, source="upload")
+        finally:
+            self._in_flight -= expected
 
     def _retry_after(self) -> float:
         earliest = self.store.earliest_deadline()

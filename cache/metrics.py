@@ -139,9 +139,16 @@ class Metrics:
     def watch_oldest_age(self, read_age: Callable[[], float]) -> None:
         self.oldest_age.set_function(read_age)
 
+    def record_releases(self, reason: str, lags: list[float], residencies: list[float]) -> None:
+        """Released items: lag counts only for those released at or after their deadline."""
+        self.purged.labels(reason).inc(len(lags))
+        observe_lag = self.purge_lag.observe
+        for lag in lags:
+            if lag >= 0:
+                observe_lag(lag)
+        observe_residency = self.residency.observe
+        for residency in residencies:
+            observe_residency(residency)
+
     def record_release(self, reason: str, lag: float, residency: float) -> None:
-        """One released item: lag counts only when released at or after its deadline."""
-        self.purged.labels(reason).inc()
-        if lag >= 0:
-            self.purge_lag.observe(lag)
-        self.residency.observe(residency)
+        self.record_releases(reason, [lag], [residency])

@@ -175,9 +175,10 @@ class Store:
         self._bytes += item.size
         self._set_occupancy()
 
-    def _unindex(self, item: Item) -> None:
-        del self._items[item.id]
-        self._bytes -= item.size
+    def _unindex(self, items: list[Item]) -> None:
+        for item in items:
+            del self._items[item.id]
+            self._bytes -= item.size
         if len(self._heap) > 2 * len(self._items) + _HEAP_SLACK:
             self._heap = [(it.deadline, it.id) for it in self._items.values()]
             heapq.heapify(self._heap)
@@ -214,32 +215,53 @@ class Store:
 
     # -- releases ------------------------------------------------------------------------
     async def _release(self, item: Item, reason: str) -> Receipt:
-        self._unindex(item)  # first: from here on nobody can find it
-        await self.backend.delete(item.id)
+        return (await self._release_many([item], reason))[0]
+
+    async def _release_many(self, items: list[Item], reason: str) -> list[Receipt]:
+        """Unindex first (from then on nobody can find them), destroy the bytes in one
+        backend call, then record: one audit write and one gauge update per batch."""
+        if not items:
+            return []
+        self._unindex(items)
+        if len(items) == 1:
+            await self.backend.delete(items[0].id)
+        else:
+            await self.backend.delete_many([item.id for item in items])
         now = self._clock.monotonic()
-        lag = now - item.deadline
-        if reason == "ttl" and lag > self._grace:
-            self._metrics.ttl_violations.inc()
-        self._metrics.record_release(reason, lag, now - item.created)
-        receipt = Receipt(
-            id=item.id,
-            sha256=item.sha256,
-            size=item.size,
-            stored_at=round(item.created_wall, 6),
-            purged_at=round(wall_of(self._clock, now), 6),
-            reason=reason,
-            lag_ms=round(lag * 1000, 3),
-        )
-        self._audit.emit(
+        purged_at = round(wall_of(self._clock, now), 6)
+        receipts = [
+            Receipt(
+                id=item.id,
+                sha256=item.sha256,
+                size=item.size,
+                stored_at=round(item.created_wall, 6),
+                purged_at=purged_at,
+                reason=reason,
+                lag_ms=round((now - item.deadline) * 1000, 3),
+            )
+            for item in items
+        ]
+        lags = [now - item.deadline for item in items]
+        self._metrics.record_releases(reason, lags, [now - item.created for item in items])
+        if reason == "ttl":
+            late = sum(1 for lag in lags if lag > self._grace)
+            if late:
+                self._metrics.ttl_violations.inc(late)
+        self._audit.emit_many(
             "purged",
-            id=item.id,
-            sha256=item.sha256,
-            size=item.size,
-            reason=reason,
-            lag_ms=receipt.lag_ms,
-            residency_ms=round((now - item.created) * 1000, 3),
+            [
+                {
+                    "id": r.id,
+                    "sha256": r.sha256,
+                    "size": r.size,
+                    "reason": reason,
+                    "lag_ms": r.lag_ms,
+                    "residency_ms": round((now - item.created) * 1000, 3),
+                }
+                for r, item in zip(receipts, items, strict=True)
+            ],
         )
-        return receipt
+        return receipts
 
     async def delete(self, item_id: str, reason: str = "delete") -> Receipt | None:
         """Release one item; None (a 404) when it is unknown or already past its deadline."""
@@ -261,7 +283,7 @@ class Store:
             item = self._items.get(item_id)
             if item is not None:
                 due.append(item)
-        return [await self._release(item, "ttl") for item in due if item.id in self._items]
+        return await self._release_many([it for it in due if it.id in self._items], "ttl")
 
     async def purge_sha256(self, sha256: str, reason: str = "admin") -> list[Receipt]:
         ids = [item.id for item in await self.list_items(sha256.lower())]
@@ -271,7 +293,7 @@ class Store:
         return [r for r in [await self.delete(item_id, reason) for item_id in ids] if r]
 
     async def purge_all(self, reason: str) -> list[Receipt]:
-        receipts = [await self._release(item, reason) for item in list(self._items.values())]
+        receipts = await self._release_many(list(self._items.values()), reason)
         await self.backend.purge_all()  # anything the index never knew of
         return receipts
 

@@ -260,3 +260,28 @@ async def test_full_cache_refuses_before_reading_the_body(make_service: ServiceF
     assert status_line.startswith(b"HTTP/1.1 503"), status_line
     metrics = await service.metrics()
     assert metrics['cache_rejected_total{reason="cache-full"}'] == 1
+
+
+async def test_bodies_being_read_count_against_capacity(make_service: ServiceFactory) -> None:
+    """Two 600-byte-or-more uploads in flight cannot both be buffered into 1000 bytes."""
+    data = images.png((40, 40))
+    service = await make_service(
+        make_config(
+            storage={"max_bytes": len(data) + 100}, limits={"max_upload_bytes": len(data) + 100}
+        )
+    )
+    reader, writer = await asyncio.open_connection(service.client.host, service.client.port)
+    head = f"POST /v1/images HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n"
+    writer.write(head.encode() + data[:10])  # the first upload is being read...
+    await writer.drain()
+    for _ in range(500):  # until the server has read the first request's headers
+        if service.rt.intake._in_flight:
+            break
+        await asyncio.sleep(0.01)
+    second = await service.upload(data)  # ...so the second cannot fit
+    assert second.status == 503
+    writer.write(data[10:])
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readline(), timeout=10)).startswith(b"HTTP/1.1 201")
+    writer.close()
+    assert len(service.rt.store) == 1 and service.rt.intake._in_flight == 0

@@ -163,3 +163,12 @@ async def test_large_payload_round_trips(backend: Backend) -> None:
 async def test_name_is_set(backend: Backend) -> None:
     assert isinstance(backend.name, str)
     assert backend.name in BACKENDS
+
+
+async def test_delete_many_destroys_exactly_those_held(backend: Backend) -> None:
+    ids = [new_id() for _ in range(5)]
+    for item_id in ids:
+        await backend.put(item_id, item_id.encode())
+    assert await backend.delete_many([*ids[:3], new_id()]) == 3
+    assert await backend.keys() == set(ids[3:])
+    assert await backend.delete_many([]) == 0

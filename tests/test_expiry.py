@@ -183,3 +183,36 @@ async def test_scheduled_guarantee_checks_really_run(service: Service) -> None:
     await jobs["guarantees"]()
     metrics = await service.metrics()
     assert 'cache_guarantee_ok{check="swap_safe"}' in metrics
+
+
+async def test_a_batch_purge_is_one_audit_write_with_a_line_per_item() -> None:
+    clock = ManualClock()
+    store, _, _ = make_store(clock)
+    stream = store._audit._stream
+    assert isinstance(stream, io.StringIO)
+    writes: list[str] = []
+    original = stream.write
+    stream.write = lambda text: writes.append(text) or original(text)  # type: ignore[method-assign]
+    for n in range(50):
+        await store.put(b"x", facts(n), 10, None, "upload")
+    writes.clear()
+    clock.advance(10)
+    assert len(await store.purge_expired()) == 50
+    assert len(writes) == 1 and writes[0].count("\n") == 50
+
+
+async def test_memory_backend_trims_the_heap_after_large_releases() -> None:
+    from cache.backends import memory
+
+    backend = MemoryBackend()
+    ids = [f"id{n}" for n in range(40)]
+    for item_id in ids:
+        await backend.put(item_id, bytes(1024 * 1024))
+    assert await backend.delete_many(ids[:20]) == 20
+    assert backend.trims == 0  # 20 MiB freed: under the threshold
+    assert await backend.delete_many(ids[20:39]) == 19
+    await backend.close()  # waits for the trim running off the loop
+    assert backend.trims == (1 if memory._malloc_trim is not None else 0)
+    assert await backend.delete_many(ids[39:]) == 1  # the last item: drained, trim again
+    await backend.close()
+    assert backend.trims == (2 if memory._malloc_trim is not None else 0)

@@ -25,6 +25,11 @@ class Backend(Protocol):
         """Overwrite, then release; True if the id was held."""
         ...
 
+    async def delete_many(self, item_ids: list[str]) -> int:
+        """`delete` for a batch (an expiry purge): one thread hop or round trip, not one
+        per item; returns how many were held."""
+        ...
+
     async def purge_all(self) -> int:
         """Destroy everything held (in a folder: every file in it); return how many."""
         ...

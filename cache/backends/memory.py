@@ -2,6 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+from collections.abc import Callable
+
+# glibc keeps freed blocks of the size of query images in its heaps: after a burst has
+# expired, RSS would stay at the burst's peak. Past this many freed bytes, the backend asks
+# malloc_trim(0) to hand whole free pages back to the kernel (off the loop: it walks heaps),
+# and once more whenever the last item has gone.
+TRIM_AFTER_BYTES = 32 * 1024 * 1024
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc
+        return None
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+
 
 class MemoryBackend:
     """Each item is a `bytearray` that is zeroed in place before it is dropped.
@@ -14,6 +40,10 @@ class MemoryBackend:
 
     def __init__(self) -> None:
         self._buffers: dict[str, bytearray] = {}
+        self._freed = 0
+        self._trimming: asyncio.Future[int] | None = None
+        self._trim_again = False
+        self.trims = 0
 
     async def put(self, item_id: str, data: bytes | bytearray | memoryview) -> None:
         if item_id in self._buffers:
@@ -25,26 +55,52 @@ class MemoryBackend:
         return None if buffer is None else bytes(buffer)
 
     async def delete(self, item_id: str) -> bool:
-        buffer = self._buffers.pop(item_id, None)
-        if buffer is None:
-            return False
-        zero(buffer)
-        return True
+        return await self.delete_many([item_id]) == 1
+
+    async def delete_many(self, item_ids: list[str]) -> int:
+        held = 0
+        for item_id in item_ids:
+            buffer = self._buffers.pop(item_id, None)
+            if buffer is not None:
+                self._freed += len(buffer)
+                zero(buffer)
+                held += 1
+        self._maybe_trim()
+        return held
 
     async def purge_all(self) -> int:
-        count = len(self._buffers)
-        for buffer in self._buffers.values():
-            zero(buffer)
-        self._buffers.clear()
-        return count
+        return await self.delete_many(list(self._buffers))
 
     async def keys(self) -> set[str]:
         return set(self._buffers)
 
     async def close(self) -> None:
-        return None
+        while self._trimming is not None and not self._trimming.done():
+            with contextlib.suppress(Exception):
+                await self._trimming
+            await asyncio.sleep(0)  # let a follow-up trim start
+
+    def _maybe_trim(self) -> None:
+        drained = not self._buffers and self._freed > 0
+        if _malloc_trim is None or (self._freed < TRIM_AFTER_BYTES and not drained):
+            return
+        if self._trimming is not None and not self._trimming.done():
+            self._trim_again = True  # one at a time; run again when this one ends
+            return
+        self._freed = 0
+        self._trim_again = False
+        self.trims += 1
+        self._trimming = asyncio.get_running_loop().run_in_executor(None, _malloc_trim, 0)
+        self._trimming.add_done_callback(self._after_trim)
+
+    def _after_trim(self, _: asyncio.Future[int]) -> None:
+        if self._trim_again:
+            self._freed = max(self._freed, 1)  # what was freed meanwhile is still in the heap
+            self._maybe_trim()
 
 
 def zero(buffer: bytearray) -> None:
-    """Overwrite in place (no reallocation, so the old bytes do not linger elsewhere)."""
-    buffer[:] = bytes(len(buffer))
+    """Overwrite in place: no reallocation (the old bytes do not linger elsewhere) and no
+    temporary buffer of zeros as large as the image."""
+    if buffer:
+        ctypes.memset((ctypes.c_char * len(buffer)).from_buffer(buffer), 0, len(buffer))

@@ -118,6 +118,9 @@ class RedisBackend:
         deleted = await self.client.delete(self.layout.data(item_id), self.layout.meta(item_id))
         return bool(deleted)
 
+    async def delete_many(self, item_ids: list[str]) -> int:
+        return sum([int(await self.delete(item_id)) for item_id in item_ids])
+
     async def purge_all(self) -> int:
         """Every item's keys, found by SCAN on every primary (the indexes are the store's)."""
         count = 0

@@ -192,6 +192,10 @@ def _entries(dir_fd: int) -> list[tuple[str, bool]]:
         os.close(fd)
 
 
+def _destroy_many(dir_fd: int, names: list[str]) -> int:
+    return sum(_destroy(dir_fd, name) for name in names)
+
+
 def _purge(dir_fd: int) -> int:
     return sum(_destroy(dir_fd, name) for name, is_dir in _entries(dir_fd) if not is_dir)
 
@@ -203,6 +207,7 @@ def _ids(dir_fd: int) -> set[str]:
 _store_async = aiofiles.os.wrap(_store)
 _load_async = aiofiles.os.wrap(_load)
 _destroy_async = aiofiles.os.wrap(_destroy)
+_destroy_many_async = aiofiles.os.wrap(_destroy_many)
 _purge_async = aiofiles.os.wrap(_purge)
 _ids_async = aiofiles.os.wrap(_ids)
 
@@ -242,6 +247,11 @@ class TmpfsBackend:
     async def delete(self, item_id: str) -> bool:
         name = _name(item_id)
         result: bool = await _destroy_async(self._fd(), name)
+        return result
+
+    async def delete_many(self, item_ids: list[str]) -> int:
+        names = [_name(item_id) for item_id in item_ids]
+        result: int = await _destroy_many_async(self._fd(), names)
         return result
 
     async def purge_all(self) -> int:
