@@ -1,19 +1,22 @@
 """How the shared store talks to Redis when Redis may be gone: every failure becomes a 503
 the client can retry, an outage is logged when it starts and when it ends (not once per
-sweep), and concurrency is bounded (operations in flight, and the fan-out of batches) so
-that the client's connection pool (`MAX_CONNECTIONS`) is never exhausted.
+sweep), and the operations in flight are bounded so that the client's connection pool
+(`MAX_CONNECTIONS`) is never exhausted; batches are pipelines, one connection each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import StorageUnavailable
@@ -21,10 +24,8 @@ from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-A = TypeVar("A")
 OPERATIONS = 64  # store operations in flight per node; each uses at most two connections
-FANOUT = 32  # per-item calls of batches (purges), shared by every batch of the node
-MAX_CONNECTIONS = 256  # the client's pool (per cluster node): above the two bounds together
+MAX_CONNECTIONS = 256  # the client's pool (per cluster node): well above the bound
 RETRY_AFTER = 1.0
 
 
@@ -34,7 +35,6 @@ class RedisLink:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._operations = asyncio.Semaphore(OPERATIONS)
-        self.fanout = asyncio.Semaphore(FANOUT)
         self.up = True
         self.last_error = ""
 
@@ -68,14 +68,77 @@ class RedisLink:
         self.up = True
 
 
-async def gather_bounded(
-    call: Callable[[A], Awaitable[T]], args: Iterable[A], gate: asyncio.Semaphore
-) -> list[T | BaseException]:
-    """`call(arg)` for every arg, as many at a time as `gate` allows; failures come back in
-    place. Each call starts only once admitted, so a cancelled batch leaves nothing behind."""
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
-    async def one(arg: A) -> T:
-        async with gate:
-            return await call(arg)
 
-    return list(await asyncio.gather(*(one(a) for a in args), return_exceptions=True))
+class ScriptLine:
+    """A connection held for a series of calls of one script, each one written before the
+    last one's reply is put to use, so that Redis runs it while this node does other work
+    (one call outstanding at a time). A lost connection is tried again once (as redis-py's
+    retry would); a script Redis does not know (NOSCRIPT: it never ran) is loaded and sent
+    again. Used as `async with`: the connection goes back to the pool at the end (closed
+    if a reply was left unread or the connection failed)."""
+
+    def __init__(self, client: Redis, script: AsyncScript, keys: Sequence[str]) -> None:
+        self._client = client
+        self._pool = client.connection_pool
+        self._script = script
+        self._keys = keys
+        self._conn: AbstractConnection | None = None
+        self._args: Sequence[Any] | None = None  # of the call whose reply is not read yet
+        self._broken = False
+
+    async def __aenter__(self) -> ScriptLine:
+        self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self._broken or self._args is not None:
+                await conn.disconnect()
+            await self._pool.release(conn)
+
+    async def send(self, args: Sequence[Any]) -> None:
+        assert self._args is None, "read the last reply first"
+        self._args = args
+        await self._retrying(self._write)
+
+    async def reply(self) -> Any:
+        assert self._args is not None, "nothing was sent"
+        try:
+            return await self._retrying(self._read, resend=True)
+        finally:
+            if not self._broken:  # read, an error reply too: nothing is left outstanding
+                self._args = None
+
+    async def _retrying(self, step: Callable[[], Awaitable[T]], resend: bool = False) -> T:
+        assert self._conn is not None
+        try:
+            try:
+                return await step()
+            except RETRYABLE:
+                await self._conn.disconnect()
+                if resend:
+                    await self._write()  # on a new connection
+                return await step()
+        except ResponseError:
+            raise  # an answer: the connection is fine
+        except BaseException:
+            self._broken = True
+            raise
+
+    async def _write(self) -> None:
+        assert self._conn is not None and self._args is not None
+        keys = self._keys
+        await self._conn.send_command("EVALSHA", self._script.sha, len(keys), *keys, *self._args)
+
+    async def _read(self) -> Any:
+        assert self._conn is not None
+        try:
+            return await self._conn.read_response()
+        except NoScriptError:
+            loaded = await self._client.script_load(self._script.script)
+            self._script.sha = loaded.decode() if isinstance(loaded, bytes) else str(loaded)
+            await self._write()
+            return await self._conn.read_response()

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.redis import RedisClient, RedisKeys, payload
+from .backends.redis import RedisClient, RedisKeys
 
 # KEYS: counters, ledger, sizes. ARGV: id, size, deadline_ms, max_bytes, max_items.
 # -> {1, bytes, items} reserved, or {0, bytes, items, earliest ledger deadline}.
@@ -101,18 +101,6 @@ return {1, data, meta}
 """
 )
 
-# KEYS: data, meta. -> the metadata of the item this call deleted, or nil. DEL answers a
-# positive count to exactly one caller: that node, and only that node, counts the purge.
-TAKE = (
-    META_JSON
-    + """
-local meta = meta_json(KEYS[2])
-local deleted = redis.call('DEL', KEYS[1], KEYS[2])
-if deleted == 0 or not meta then return false end
-return meta
-"""
-)
-
 # KEYS: sha256 set. ARGV: id, px. The set lives as long as its longest-lived item.
 SHA_ADD = """
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -164,10 +152,7 @@ class Scripts:
         self._layout = layout
         self._reserve = client.register_script(RESERVE)
         self._release = client.register_script(RELEASE)
-        self._write = client.register_script(WRITE)
         self._read = client.register_script(READ)
-        self._take = client.register_script(TAKE)
-        self._sha_add = client.register_script(SHA_ADD)
 
     @property
     def _cap_keys(self) -> list[str]:
@@ -190,13 +175,6 @@ class Scripts:
         reply = await self._release(keys=self._cap_keys, args=list(ids))
         return Counters(int(reply[0]), int(reply[1])), int(reply[2])
 
-    async def write(
-        self, item_id: str, data: bytes | bytearray | memoryview, px: int, meta: Mapping[str, str]
-    ) -> None:
-        fields = [part for pair in meta.items() for part in pair]
-        keys = [self._layout.data(item_id), self._layout.meta(item_id)]
-        await self._write(keys=keys, args=[px, payload(data), *fields])
-
     async def read(self, item_id: str, now_ms: int, count: bool) -> ReadResult:
         keys = [self._layout.data(item_id), self._layout.meta(item_id)]
         reply = await self._read(keys=keys, args=[now_ms, 1 if count else 0])
@@ -205,11 +183,3 @@ class Scripts:
             return ReadResult(status)
         data = reply[1] if isinstance(reply[1], bytes) else text(reply[1]).encode()
         return ReadResult(status, data, from_json(reply[2]))
-
-    async def take(self, item_id: str) -> dict[str, str] | None:
-        keys = [self._layout.data(item_id), self._layout.meta(item_id)]
-        reply = await self._take(keys=keys)
-        return None if not reply else from_json(reply)
-
-    async def sha_add(self, sha256: str, item_id: str, px: int) -> None:
-        await self._sha_add(keys=[self._layout.sha(sha256)], args=[item_id, px])

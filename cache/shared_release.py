@@ -1,42 +1,44 @@
 """Releasing shared items: delete the keys, count each purge once, clean the indexes.
 
 Counting once rests on two answers that Redis gives to exactly one caller: the DEL inside
-the TAKE script (that node records the purge: metrics, audit line, receipt) and the ZREM
-inside the RELEASE script (that call gives the capacity back). The node whose TAKE deleted
-an item releases its capacity. A reservation that no TAKE confirms (Redis's PX dropped the
-keys first, or a node died mid-put or mid-purge) is released by the ledger scan once it is
-stale, and counted apart (`cache_unconfirmed_releases_total`): never twice, never lost.
+the TAKE scripts (that node records the purge: metrics, audit line, receipt) and the ZREM
+of the ledger inside RELEASE or UNLINK_MANY (that call gives the capacity back). Both run
+a batch at a time (`redis_batch`): a purge of thousands of items is a few round trips.
+The node whose TAKE deleted an item releases its capacity. A reservation that no TAKE
+confirms (Redis's PX dropped the keys first, or a node died mid-put or mid-purge) is
+released by the ledger scan once it is stale, and counted apart
+(`cache_unconfirmed_releases_total`): never twice, never lost.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from typing import TypeAlias
 
 from .audit import AuditLog
 from .backends.redis import RedisBackend
 from .clock import Clock, wall_of
 from .item import Item, is_valid_id
 from .metrics import Metrics
-from .redis_calls import RedisLink, gather_bounded
+from .redis_batch import RELEASE_CHUNK, TAKE_CHUNK, Batches, Taken, TakeResult
+from .redis_calls import RedisLink
 from .redis_meta import decode, wall_ms
 from .redis_scripts import Counters, Scripts
+from .shared_own import Mine
 from .store_api import Receipt
 
 log = logging.getLogger(__name__)
 SWEEP_BATCH = 500  # due entries taken per index shard per round
-RELEASE_CHUNK = 1000
+BUSY_SWEEP_BATCH = 32  # the same, while this node's own items fall due (one round)
+BUSY_SLACK_MS = 250  # then only entries due this long ago (this node's own go sooner)
 LEDGER_BATCH = 10_000  # stale reservations handled per ledger scan
 
 
-@dataclass(frozen=True, slots=True)
-class Mine:
-    """An item this node stored: its times on this node's monotonic clock."""
-
-    created: float
-    deadline: float
+# An item this node deleted: id, sha256, size, created (wall s), created and deadline (on
+# the monotonic clock), reason.
+Gone: TypeAlias = tuple[str, str, int, float, float, float, str]
 
 
 class Releaser:
@@ -53,6 +55,7 @@ class Releaser:
         self._client = backend.client
         self._keys = backend.layout
         self.scripts = self._scripts = Scripts(backend.client, backend.layout)
+        self.batches = self._batches = Batches(backend.client, backend.layout)
         self._clock = clock
         self._metrics = metrics
         self._audit = audit
@@ -71,79 +74,131 @@ class Releaser:
 
     def item(self, item_id: str, fields: dict[str, str]) -> Item:
         mine = self._mine.get(item_id)
-        return decode(item_id, fields, self._clock, None if mine is None else astuple(mine))
+        return decode(item_id, fields, self._clock, mine)
 
     def record(self, item: Item, reason: str) -> Receipt:
         """Metrics, audit line and receipt for one item that this node deleted."""
         self._mine.pop(item.id, None)
-        now = self._clock.monotonic()
-        lag = now - item.deadline
-        if reason == "ttl" and lag > self._grace:
-            self._metrics.ttl_violations.inc()
-        self._metrics.record_release(reason, lag, now - item.created)
-        receipt = Receipt(
-            id=item.id,
-            sha256=item.sha256,
-            size=item.size,
-            stored_at=round(item.created_wall, 6),
-            purged_at=round(wall_of(self._clock, now), 6),
-            reason=reason,
-            lag_ms=round(lag * 1000, 3),
-        )
-        self._audit.emit(
-            "purged",
-            id=item.id,
-            sha256=item.sha256,
-            size=item.size,
-            reason=reason,
-            lag_ms=receipt.lag_ms,
-            residency_ms=round((now - item.created) * 1000, 3),
-        )
-        return receipt
+        times = (item.created_wall, item.created, item.deadline)
+        return self._record([(item.id, item.sha256, item.size, *times, reason)])[0]
 
-    async def take(self, ids: list[str], reason: str, record: bool = True) -> list[Receipt]:
-        """Delete items by id; each one this node deleted gets a receipt (`ttl` when it was
-        already due). Raises the first Redis failure after cleaning up what did succeed."""
-        now_ms = self.now_ms()
-        results = await gather_bounded(self._scripts.take, ids, self._link.fanout)
-        receipts: list[Receipt] = []
-        taken: list[Item] = []
-        done: list[str] = []
-        failure: BaseException | None = None
-        for item_id, result in zip(ids, results, strict=True):
-            if isinstance(result, BaseException):
-                failure = failure or result
-                continue
-            done.append(item_id)
-            if result is not None:
-                item = self.item(item_id, result)
-                taken.append(item)
-                if record:
-                    due = now_ms >= wall_ms(item.deadline_wall)
-                    receipts.append(self.record(item, "ttl" if due else reason))
-            self._mine.pop(item_id, None)
-        await self.unlink(done, taken)
-        if failure is not None:
-            raise failure
+    def _record(self, gone: list[Gone], at: float | None = None) -> list[Receipt]:
+        """Metrics, audit lines and receipts for items this node deleted (by `at`, on the
+        monotonic clock; default now), in one go: one audit write, a list per figure."""
+        now = self._clock.monotonic() if at is None else at
+        purged_at = round(wall_of(self._clock, now), 6)
+        lags = [now - g[5] for g in gone]
+        residencies = [now - g[4] for g in gone]
+        lags_ms = [round(lag * 1000, 3) for lag in lags]
+        receipts = [
+            Receipt(i, sha, size, round(created_wall, 6), purged_at, why, lag_ms)
+            for (i, sha, size, created_wall, _, _, why), lag_ms in zip(gone, lags_ms, strict=True)
+        ]
+        self._audit.emit_many(
+            "purged",
+            [
+                {
+                    "id": g[0],
+                    "sha256": g[1],
+                    "size": g[2],
+                    "reason": g[6],
+                    "lag_ms": lag_ms,
+                    "residency_ms": round(residency * 1000, 3),
+                }
+                for g, lag_ms, residency in zip(gone, lags_ms, residencies, strict=True)
+            ],
+        )
+        reasons = {g[6] for g in gone}
+        for why in reasons:
+            picked = [n for n, g in enumerate(gone) if g[6] == why] if len(reasons) > 1 else []
+            why_lags = [lags[n] for n in picked] if picked else lags
+            why_residencies = [residencies[n] for n in picked] if picked else residencies
+            self._metrics.record_releases(why, why_lags, why_residencies)
+            late = sum(1 for lag in why_lags if lag > self._grace) if why == "ttl" else 0
+            if late:
+                self._metrics.ttl_violations.inc(late)
         return receipts
 
-    async def unlink(self, ids: list[str], taken: list[Item]) -> None:
+    def _gone(self, taken: list[Taken], reason: str, now_ms: int) -> list[Gone]:
+        """Each item with its times on this node's monotonic clock (exact for the items it
+        stored, converted from wall ms for the others) and its reason: `ttl` when it was
+        due at `now_ms`, when its TAKE was sent."""
+        offset = self._clock.monotonic() - self._clock.wall()
+        mine, gone = self._mine, []
+        for t in taken:
+            created_wall = t.created_ms / 1000
+            local = mine.get(t.id)
+            if local is not None:
+                created, deadline = local
+            else:
+                created, deadline = created_wall + offset, t.deadline_ms / 1000 + offset
+            why = "ttl" if now_ms >= t.deadline_ms else reason
+            gone.append((t.id, t.sha256, t.size, created_wall, created, deadline, why))
+        return gone
+
+    async def _settle(
+        self, now_ms: int, result: TakeResult, reason: str, record: bool, at: float | None = None
+    ) -> list[Receipt]:
+        """After a TAKE (sent at `now_ms`, answered at `at`, default now): record what this
+        node deleted, then the index and capacity updates (on one server TAKE_MANY made them
+        already). Raises the TAKE's failure after cleaning up what did succeed."""
+        gone = self._gone(result.taken, reason, now_ms) if record else []
+        receipts = self._record(gone, at) if gone else []
+        mine = self._mine
+        for item_id in result.done:
+            mine.pop(item_id, None)
+        if result.counters is not None:
+            self.set_counters(result.counters)
+        else:
+            await self.unlink(result.done, [(t.id, t.sha256) for t in result.taken])
+        if result.failure is not None:
+            raise result.failure
+        return receipts
+
+    async def take(self, ids: list[str], reason: str, record: bool = True) -> list[Receipt]:
+        """Delete items by id, a batch at a time; each one this node deleted gets a receipt
+        (`ttl` when it was already due)."""
+        receipts: list[Receipt] = []
+        for start in range(0, len(ids), TAKE_CHUNK):
+            now_ms = self.now_ms()
+            result = await self._batches.take(ids[start : start + TAKE_CHUNK])
+            receipts += await self._settle(now_ms, result, reason, record)
+        return receipts
+
+    async def take_due(self, next_due: Callable[[], list[str]]) -> list[Receipt]:
+        """Take batch after batch from `next_due` (due ids, [] when there are no more).
+        Each next batch is sent before the last one is recorded, so Redis runs its TAKE
+        meanwhile: a purge keeps up with the slower of Redis and this node, not their sum."""
+        receipts: list[Receipt] = []
+        async with self._batches.stream() as stream:
+            ids = next_due()
+            now_ms = self.now_ms()
+            await stream.send(ids)
+            while ids:
+                result = await stream.result()
+                sent_ms, at = now_ms, self._clock.monotonic()
+                try:
+                    ids = next_due()
+                    now_ms = self.now_ms()
+                    await stream.send(ids)
+                finally:  # what a TAKE deleted is recorded, whatever fails after it
+                    try:
+                        receipts += await self._settle(sent_ms, result, "ttl", True, at)
+                    except BaseException:
+                        if stream.pending:  # the batch in flight: record what it took
+                            with contextlib.suppress(Exception):
+                                await self._settle(now_ms, await stream.result(), "ttl", True)
+                        raise
+        return receipts
+
+    async def unlink(self, ids: list[str], taken: list[tuple[str, str]]) -> None:
         """Remove the index entries of `ids`, and the hash-set and capacity entries of the
-        items this node deleted (`taken`). Idempotent."""
-        if not ids:
+        items this node deleted (`taken`: id, sha256). Idempotent. One round trip."""
+        if not ids and not taken:
             return
-        by_shard: dict[str, list[str]] = {}
-        for item_id in ids:
-            by_shard.setdefault(self._keys.shard_of(item_id), []).append(item_id)
-        by_sha: dict[str, list[str]] = {}
-        for item in taken:
-            by_sha.setdefault(self._keys.sha(item.sha256), []).append(item.id)
-        pipe = self._client.pipeline(transaction=False)
-        for shard, members in by_shard.items():
-            pipe.zrem(shard, *members)
-        for key, members in by_sha.items():
-            pipe.srem(key, *members)
-        await asyncio.gather(pipe.execute(), self.release([item.id for item in taken]))
+        counters = await self._batches.unlink(ids, taken)
+        if counters is not None:
+            self.set_counters(counters)
 
     async def release(self, ids: list[str]) -> int:
         """Give back the capacity reserved for `ids`; how many were still reserved."""
@@ -154,21 +209,27 @@ class Releaser:
             released += count
         return released
 
-    async def sweep_index(self) -> list[Receipt]:
-        """Take every entry of the shared deadline index that is due, whoever stored it."""
+    async def sweep_index(self, busy: bool = False) -> list[Receipt]:
+        """Take the due entries of the shared deadline index, except this node's own: its
+        exact timer takes those. `busy` (its own items are falling due): one short round,
+        of entries due a while ago, so that the timer's work is never held up by reading
+        back thousands of its own entries."""
+        slack_ms, batch = (BUSY_SLACK_MS, BUSY_SWEEP_BATCH) if busy else (0, SWEEP_BATCH)
         receipts: list[Receipt] = []
         while True:
+            cutoff = self.now_ms() - slack_ms
             pipe = self._client.pipeline(transaction=False)
             for shard in self._keys.shards():
-                pipe.zrangebyscore(shard, "-inf", self.now_ms(), start=0, num=SWEEP_BATCH)
+                pipe.zrangebyscore(shard, "-inf", cutoff, start=0, num=batch)
             pipe.hmget(self._keys.counters, ["bytes", "items"])
             *shards, counters = await pipe.execute()
             self.set_counters(Counters(int(counters[0] or 0), int(counters[1] or 0)))
-            due = sorted(valid_ids(m for shard in shards for m in shard))
+            mine = self._mine
+            due = sorted(i for i in valid_ids(m for s in shards for m in s) if i not in mine)
             if not due:
                 return receipts
             receipts += await self.take(due, "ttl")
-            if all(len(shard) < SWEEP_BATCH for shard in shards):
+            if busy or all(len(shard) < batch for shard in shards):
                 return receipts
 
     async def scan_ledger(self, cutoff_ms: int) -> int:
@@ -190,10 +251,6 @@ class Releaser:
                 unconfirmed,
             )
         return unconfirmed
-
-
-def astuple(mine: Mine) -> tuple[float, float]:
-    return mine.created, mine.deadline
 
 
 def valid_ids(members: Iterable[bytes | str]) -> set[str]:

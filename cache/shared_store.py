@@ -1,17 +1,17 @@
 """The store shared by several nodes: Redis holds the items, the deadline index and the
 capacity counters, so any node can serve, delete or purge any item.
 
-Each node keeps an exact timer for the items it stored (a heap on its monotonic clock);
-its sweep also takes due entries from the shared deadline index, so the items of a node
-that died are purged by the others. Shared deadlines are wall-clock Unix ms: monotonic
-clocks differ between machines. Releases (and counting each one once) are in
-`shared_release`; talking to a Redis that may be gone is in `redis_calls`.
+Each node keeps an exact timer for the items it stored (`shared_own`: a heap on its
+monotonic clock); its sweep also takes due entries from the shared deadline index, so the
+items of a node that died are purged by the others. Shared deadlines are wall-clock Unix
+ms: monotonic clocks differ between machines. Releases (and counting each one once) are
+in `shared_release`, batched Redis work in `redis_batch`, talking to a Redis that may be
+gone in `redis_calls`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 from collections.abc import Callable
 
@@ -22,10 +22,12 @@ from .clock import Clock
 from .errors import CacheFull, NotFound, ServiceUnavailable, StorageUnavailable
 from .item import ImageFacts, Item, is_valid_id
 from .metrics import Metrics
+from .redis_batch import TAKE_CHUNK
 from .redis_calls import RedisLink
 from .redis_meta import encode, new_item, wall_ms
 from .redis_scripts import EXPIRED, LAST_READ, MISSING, Counters, as_map
-from .shared_release import Mine, Releaser, valid_ids
+from .shared_own import OwnItems
+from .shared_release import Releaser, valid_ids
 from .store_api import Capacity, Receipt
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ PROBE_TIMEOUT = 1.0
 LIST_CHUNK = 1000
 RETRY_DELAY = 1.0  # after a failed purge, the exact timer waits this long
 FULL_HINT_SECONDS = 1.0  # how long a "full" answer from RESERVE refuses uploads unread
+INDEX_SWEEP_EVERY = 0.2  # s: while this node's own items fall due, sweep the index this often
+RUN_SECONDS = 0.01  # one purge takes batches that fall due for this long, then yields
 
 
 class SharedStore:
@@ -55,15 +59,17 @@ class SharedStore:
         self._capacity = capacity
         self._grace = grace
         self.link = RedisLink(metrics)
-        self._mine: dict[str, Mine] = {}  # insertion order == creation order
-        self._heap: list[tuple[float, str]] = []
+        self._own = OwnItems()
+        self._mine = self._own.times
         self._retry_at = 0.0
+        self._next_index_sweep = 0.0
         self._full_until = 0.0
         self._purging = asyncio.Lock()
         self._closed = False
         self._listeners: list[Callable[[float], None]] = []
         self._releaser = Releaser(backend, clock, metrics, audit, grace, self._mine, self.link)
         self._scripts = self._releaser.scripts
+        self._batches = self._releaser.batches
         metrics.watch_oldest_age(self.oldest_age)
 
     # -- reading state -------------------------------------------------------------------
@@ -73,17 +79,15 @@ class SharedStore:
 
     def oldest_age(self) -> float:
         """Age of the oldest item this node stored and still tracks."""
-        oldest = next(iter(self._mine.values()), None)
-        return 0.0 if oldest is None else max(0.0, self._clock.monotonic() - oldest.created)
+        created = self._own.oldest_created()
+        return 0.0 if created is None else max(0.0, self._clock.monotonic() - created)
 
     def has_room(self, size: int) -> bool:
         return self._clock.monotonic() >= self._full_until
 
     def earliest_deadline(self) -> float | None:
-        heap = self._heap
-        while heap and heap[0][1] not in self._mine:
-            heapq.heappop(heap)
-        return max(heap[0][0], self._retry_at) if heap else None
+        earliest = self._own.earliest()
+        return None if earliest is None else max(earliest, self._retry_at)
 
     def on_new_deadline(self, listener: Callable[[float], None]) -> None:
         self._listeners.append(listener)
@@ -151,17 +155,18 @@ class SharedStore:
         item = new_item(self._clock, facts, ttl, max_reads, source, source_host)
         async with self.link.call("put"):
             await self._reserve(item)
-            try:
-                await self._index(item)
-                await self._scripts.write(item.id, data, self._px(item), encode(item))
+            try:  # index entries before the bytes: a node dying mid-put leaves only entries
+                deadline_ms = wall_ms(item.deadline_wall)  # that the sweeps clean up
+                await self._batches.store(
+                    item.id, item.sha256, deadline_ms, self._px(item), data, encode(item)
+                )
             except BaseException:
                 await self._unwind(item.id)
                 raise
         if self._closed:  # shutdown began while the bytes were being written
             await self._unwind(item.id)
             raise ServiceUnavailable("shutting down")
-        self._mine[item.id] = Mine(item.created, item.deadline)
-        heapq.heappush(self._heap, (item.deadline, item.id))
+        self._own.add(item.id, item.created, item.deadline)
         self._metrics.stored.labels(source).inc()
         self._audit.emit(
             "stored",
@@ -198,15 +203,6 @@ class SharedStore:
             self._full_until = self._clock.monotonic() + min(max(wait, 0.0), FULL_HINT_SECONDS)
             raise CacheFull("the cache is full; retry after the earliest deadline", wait)
 
-    async def _index(self, item: Item) -> None:
-        """Index entries come before the bytes: a node dying mid-put leaves only entries
-        that the sweeps clean up at the deadline, never bytes that nothing points to."""
-        shard = self._keys.shard_of(item.id)
-        await asyncio.gather(
-            self._client.zadd(shard, {item.id: wall_ms(item.deadline_wall)}),
-            self._scripts.sha_add(item.sha256, item.id, self._px(item)),
-        )
-
     async def _unwind(self, item_id: str) -> None:
         """After a failed put: its keys and entries go, and its reservation (ours, so no
         one else counts it) is given back. What fails here the ledger scan cleans up."""
@@ -236,7 +232,7 @@ class SharedStore:
             self._releaser.record(item, "read_limit")
             try:
                 async with self.link.call("unlink"):
-                    await self._releaser.unlink([item.id], [item])
+                    await self._releaser.unlink([item.id], [(item.id, item.sha256)])
             except StorageUnavailable:
                 pass  # the index sweep removes the entries at the deadline
         return item, result.data
@@ -271,20 +267,23 @@ class SharedStore:
             return await self._purge_due()
 
     async def _purge_due(self) -> list[Receipt]:
+        """This node's due items, batch after batch while more fall due, for RUN_SECONDS
+        (short: the receipts of a run die young, never reaching the GC's oldest generation;
+        the re-armed timer goes on at once); then the shared index (other nodes' items, a
+        backstop) when nothing of ours was due, else every INDEX_SWEEP_EVERY seconds."""
         now = self._clock.monotonic()
-        due: list[tuple[float, str]] = []
-        while self._heap and self._heap[0][0] <= now:
-            entry = heapq.heappop(self._heap)
-            if entry[1] in self._mine:
-                due.append(entry)
+        run = self._own.due_run(self._clock, RUN_SECONDS, TAKE_CHUNK)
         try:
             async with self.link.call("sweep"):
-                receipts = await self._releaser.take([i for _, i in due], "ttl")
-                receipts += await self._releaser.sweep_index()
-        except StorageUnavailable:
-            for entry in due:  # retried once Redis answers; Redis's PX is the backstop
-                if entry[1] in self._mine:
-                    heapq.heappush(self._heap, entry)
+                receipts = await self._releaser.take_due(run.next)
+                busy = bool(run.popped)
+                if not busy or now >= self._next_index_sweep:
+                    self._next_index_sweep = now + INDEX_SWEEP_EVERY
+                    receipts += await self._releaser.sweep_index(busy)
+        except BaseException as exc:
+            run.restore()  # retried once Redis answers; Redis's PX is the backstop
+            if not isinstance(exc, StorageUnavailable):
+                raise
             self._retry_at = now + RETRY_DELAY
             return []
         self._retry_at = 0.0

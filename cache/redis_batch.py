@@ -1,0 +1,286 @@
+"""Batched Redis work for purges and uploads: a round trip per batch, not one per item.
+
+redis-py parses replies in pure Python, one awaited parse per reply, so what a purge costs
+is mostly the number of round trips and replies. On one server (no cluster) a batch is one
+multi-item script call (TAKE_MANY) with one compact reply; on a cluster, where every item
+has its own hash slot, it is a non-transactional pipeline of single-item TAKE calls, then
+one of index, sha256-set and RELEASE updates (redis-py's cluster pipeline splits each by
+node). The answers that count a purge once are the same either way: DEL (the node whose
+call deleted the keys records the purge), and the ledger's ZREM (that call releases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+from .backends.redis import RedisClient, RedisKeys, payload
+from .item import is_valid_id
+from .redis_calls import RETRYABLE, ScriptLine
+from .redis_scripts import RELEASE, SHA_ADD, WRITE, Counters, text
+
+# KEYS: data, meta. -> "sha256 size created_ms deadline_ms" of the item this call deleted,
+# or nil. DEL answers a positive count to exactly one caller: only that node counts it.
+TAKE = """
+local f = redis.call('HMGET', KEYS[2], 'sha256', 'size', 'created_ms', 'deadline_ms')
+local deleted = redis.call('DEL', KEYS[1], KEYS[2])
+if deleted == 0 or not f[1] then return false end
+return f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
+"""
+
+# One server only: TAKE, then the index, sha256-set and ledger updates of UNLINK and
+# RELEASE, for a batch of items in one call (a round trip costs more than a dozen items).
+# The keys span slots and the script names them itself from the ids, as `RedisKeys` does:
+# declared, they would cost redis-py an encode per argument, the largest cost of a batch.
+# KEYS: counters, ledger, sizes. ARGV: key prefix, "id shard" pairs (space-separated).
+# -> {bytes, items, lines}: a line "n sha256 size created_ms deadline_ms" per item this
+# call deleted (n: its place, from 1). DEL and the ledger's ZREM count each item once.
+TAKE_MANY = """
+local prefix, out, n, by_shard, gone = ARGV[1], {}, 0, {}, {}
+for id, shard in string.gmatch(ARGV[2], '(%S+) (%S+)') do
+  n = n + 1
+  local data, meta = prefix .. '{' .. id .. '}:data', prefix .. '{' .. id .. '}:meta'
+  local f = redis.call('HMGET', meta, 'sha256', 'size', 'created_ms', 'deadline_ms')
+  if redis.call('DEL', data, meta) > 0 and f[1] then
+    out[#out + 1] = n .. ' ' .. f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
+    redis.call('SREM', prefix .. '{sha:' .. f[1] .. '}', id)
+    gone[#gone + 1] = id
+  end
+  local members = by_shard[shard]
+  if not members then members = {}; by_shard[shard] = members end
+  members[#members + 1] = id
+end
+for shard, members in pairs(by_shard) do
+  redis.call('ZREM', prefix .. '{dl:' .. shard .. '}', unpack(members))
+end
+local freed, count = 0, 0
+if #gone > 0 then
+  local scores = redis.call('ZMSCORE', KEYS[2], unpack(gone))
+  local held = {}
+  for i = 1, #gone do
+    if scores[i] then held[#held + 1] = gone[i] end
+  end
+  if #held > 0 then
+    redis.call('ZREM', KEYS[2], unpack(held))
+    for _, size in ipairs(redis.call('HMGET', KEYS[3], unpack(held))) do
+      freed = freed + tonumber(size or '0')
+    end
+    redis.call('HDEL', KEYS[3], unpack(held))
+    count = #held
+  end
+end
+local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - freed)
+local items = redis.call('HINCRBY', KEYS[1], 'items', 0 - count)
+return {bytes, items, table.concat(out, '\\n')}
+"""
+
+TAKE_CHUNK = 512  # items per TAKE_MANY call: Redis runs one script at a time
+RELEASE_CHUNK = 1000
+PIPELINE_RETRIES = 3  # as the client's own retry policy (cache.app)
+AGAIN = (NoScriptError, *RETRYABLE)
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What a purge records of an item this node deleted; times are wall-clock Unix ms."""
+
+    id: str
+    sha256: str
+    size: int
+    created_ms: int
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TakeResult:
+    taken: list[Taken]  # deleted by this call: this node records them
+    done: list[str]  # answered (taken or already gone): their index entries can go
+    failure: BaseException | None = None  # the first call that failed, after the rest ran
+    counters: Counters | None = None  # set when the index entries and capacity went too
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One command of a pipeline: a script with its keys and args, or (no script) a plain
+    command, all of it in `args`."""
+
+    script: AsyncScript | None
+    keys: Sequence[str]
+    args: Sequence[Any] = ()
+
+
+def command(*args: Any) -> Call:
+    return Call(None, (), args)
+
+
+class TakeStream:
+    """Batch TAKEs one after another on one connection: `send(ids)`, then `result()`
+    (see `Batches.stream`). On a cluster `send` only remembers the ids."""
+
+    def __init__(self, batches: Batches, line: ScriptLine | None) -> None:
+        self._batches, self._line = batches, line
+        self._ids: list[str] = []
+
+    async def send(self, ids: Sequence[str]) -> None:
+        self._ids = [i for i in ids if is_valid_id(i)]  # they become keys and separators
+        if self._ids and self._line is not None:
+            await self._line.send(self._batches.take_args(self._ids))
+
+    @property
+    def pending(self) -> bool:
+        """A TAKE was sent to Redis and its reply is not read yet."""
+        return bool(self._ids) and self._line is not None
+
+    async def result(self) -> TakeResult:
+        ids, self._ids = self._ids, []
+        if not ids:
+            return TakeResult([], [])
+        if self._line is None:
+            return await self._batches.take_pipelined(ids)
+        return taken_from(ids, await self._line.reply())
+
+
+def taken_from(ids: list[str], reply: Any) -> TakeResult:
+    """TAKE_MANY's reply -> what it deleted, and the counters after it."""
+    lines = text(reply[2])
+    taken = []
+    for line in lines.split("\n") if lines else ():
+        n, sha256, size, created, deadline = line.split(" ")
+        taken.append(Taken(ids[int(n) - 1], sha256, int(size), int(created), int(deadline)))
+    return TakeResult(taken, ids, None, Counters(int(reply[0]), int(reply[1])))
+
+
+class Batches:
+    def __init__(self, client: RedisClient, layout: RedisKeys) -> None:
+        self._client = client
+        self._keys = layout
+        self._single = None if isinstance(client, RedisCluster) else client  # not a cluster
+        script = client.register_script
+        self._take, self._take_many = script(TAKE), script(TAKE_MANY)
+        self._release, self._sha_add, self._write = script(RELEASE), script(SHA_ADD), script(WRITE)
+
+    @property
+    def _cap_keys(self) -> list[str]:
+        return [self._keys.counters, self._keys.ledger, self._keys.sizes]
+
+    async def pipeline(self, calls: Sequence[Call]) -> list[Any]:
+        """Every call in one non-transactional pipeline; replies (or errors) in place. A
+        script Redis does not know yet (NOSCRIPT: never ran) is loaded and sent again; a
+        call whose connection failed (a cluster pipeline reports it in place, and does not
+        retry it as the cluster client would) is sent again, up to PIPELINE_RETRIES times."""
+        replies = await self._send(calls)
+        for _ in range(PIPELINE_RETRIES):
+            again = [n for n, reply in enumerate(replies) if isinstance(reply, AGAIN)]
+            if not again:
+                break
+            unknown = [calls[n].script for n in again if isinstance(replies[n], NoScriptError)]
+            for script in {id(s): s for s in unknown}.values():
+                assert script is not None
+                script.sha = text(await self._client.script_load(script.script))
+            for n, reply in zip(again, await self._send([calls[n] for n in again]), strict=True):
+                replies[n] = reply
+        return replies
+
+    async def _send(self, calls: Sequence[Call]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for call in calls:
+            if call.script is None:
+                pipe.execute_command(*call.args)
+            else:
+                sha, keys = call.script.sha, call.keys  # (a cluster pipeline has no evalsha())
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *call.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def take(self, ids: Sequence[str]) -> TakeResult:
+        """Delete the items' keys; what this call deleted comes back as `Taken`. On one
+        server the index entries and reservations go in the same call (`counters` set);
+        on a cluster `unlink` follows. Ids are checked: they become keys (and separators)."""
+        valid = [i for i in ids if is_valid_id(i)]
+        if not valid:
+            return TakeResult([], [])
+        if self._single is None:
+            return await self.take_pipelined(valid)
+        return taken_from(valid, await self._take_many(self._cap_keys, self.take_args(valid)))
+
+    @asynccontextmanager
+    async def stream(self) -> AsyncIterator[TakeStream]:
+        """Batches sent before the last one is recorded (see `TakeStream`): on one server
+        over a connection held for the whole series, so Redis runs each TAKE while this
+        node records the one before."""
+        if self._single is None:
+            yield TakeStream(self, None)
+            return
+        async with ScriptLine(self._single, self._take_many, self._cap_keys) as line:
+            yield TakeStream(self, line)
+
+    def take_args(self, ids: list[str]) -> list[str]:
+        shard = self._keys.shard_number
+        return [self._keys.prefix, " ".join([f"{i} {shard(i)}" for i in ids])]
+
+    async def take_pipelined(self, ids: list[str]) -> TakeResult:
+        """On a cluster: a pipeline of single-item TAKEs (each item is its own slot)."""
+        calls = [Call(self._take, (self._keys.data(i), self._keys.meta(i))) for i in ids]
+        taken, done = [], []
+        failure: BaseException | None = None
+        for item_id, reply in zip(ids, await self.pipeline(calls), strict=True):
+            if isinstance(reply, BaseException):
+                failure = failure or reply
+                continue
+            done.append(item_id)
+            if reply:
+                sha256, size, created, deadline = text(reply).split(" ")
+                taken.append(Taken(item_id, sha256, int(size), int(created), int(deadline)))
+        return TakeResult(taken, done, failure)
+
+    async def unlink(self, ids: Sequence[str], taken: Sequence[tuple[str, str]]) -> Counters | None:
+        """Index entries of `ids` go; for `taken` (id, sha256) pairs, their sha256-set entries
+        and reservations too: one pipeline. -> the counters after (None: nothing released)."""
+        by_key: dict[str, list[str]] = {}
+        for item_id in ids:
+            by_key.setdefault(self._keys.shard_of(item_id), []).append(item_id)
+        calls = [command("ZREM", key, *members) for key, members in by_key.items()]
+        by_key = {}
+        for item_id, sha256 in taken:
+            by_key.setdefault(self._keys.sha(sha256), []).append(item_id)
+        calls += [command("SREM", key, *members) for key, members in by_key.items()]
+        released = [i for i, _ in taken]
+        for start in range(0, len(released), RELEASE_CHUNK):
+            chunk = released[start : start + RELEASE_CHUNK]
+            calls.append(Call(self._release, self._cap_keys, chunk))
+        replies = await self.pipeline(calls)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        last = replies[-1] if released else None
+        return None if last is None else Counters(int(last[0]), int(last[1]))
+
+    async def store(
+        self,
+        item_id: str,
+        sha256: str,
+        deadline_ms: int,
+        px: int,
+        data: bytes | bytearray | memoryview,
+        meta: dict[str, str],
+    ) -> None:
+        """Index entries, then the bytes (WRITE). On one server they share a pipeline: one
+        connection runs them in order. On a cluster they go to different nodes, which run a
+        pipeline's parts concurrently, so the bytes wait for the index to be confirmed."""
+        index = [
+            command("ZADD", self._keys.shard_of(item_id), deadline_ms, item_id),
+            Call(self._sha_add, (self._keys.sha(sha256),), (item_id, px)),
+        ]
+        fields = [part for pair in meta.items() for part in pair]
+        keys = (self._keys.data(item_id), self._keys.meta(item_id))
+        write = Call(self._write, keys, (px, payload(data), *fields))
+        steps = [[*index, write]] if self._single is not None else [index, [write]]
+        for calls in steps:
+            for reply in await self.pipeline(calls):
+                if isinstance(reply, BaseException):
+                    raise reply
