@@ -11,6 +11,7 @@ import sys
 from typing import Any, TextIO
 
 from .clock import Clock
+from .item import Item
 
 
 class AuditLog:
@@ -20,6 +21,21 @@ class AuditLog:
 
     def emit(self, event: str, **fields: Any) -> None:
         self.emit_many(event, [fields])
+
+    def stored(self, item: Item, ttl: float, max_reads: int | None) -> None:
+        """The `stored` line, the same from every store."""
+        self.emit(
+            "stored",
+            id=item.id,
+            sha256=item.sha256,
+            size=item.size,
+            media_type=item.media_type,
+            source=item.source,
+            source_host=item.source_host,
+            ttl=round(ttl, 3),
+            max_reads=max_reads,
+            expires_at=round(item.deadline_wall, 3),
+        )
 
     def emit_many(self, event: str, records: list[dict[str, Any]]) -> None:
         """One line per record, written and flushed together: a purge of thousands of

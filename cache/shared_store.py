@@ -168,18 +168,7 @@ class SharedStore:
             raise ServiceUnavailable("shutting down")
         self._own.add(item.id, item.created, item.deadline)
         self._metrics.stored.labels(source).inc()
-        self._audit.emit(
-            "stored",
-            id=item.id,
-            sha256=item.sha256,
-            size=item.size,
-            media_type=item.media_type,
-            source=source,
-            source_host=source_host,
-            ttl=round(ttl, 3),
-            max_reads=max_reads,
-            expires_at=round(item.deadline_wall, 3),
-        )
+        self._audit.stored(item, ttl, max_reads)
         for listener in self._listeners:
             listener(item.deadline)
         return item
