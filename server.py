@@ -18,7 +18,7 @@ from aiohttp import web
 from cache.app import build_runtime, create_ops_app, create_public_app
 from cache.config import ConfigError, load_config
 from cache.errors import StartupRefused
-from cache.guarantees import format_failure
+from cache.proof.guarantees import format_failure
 from cache.runtime import Runtime
 
 log = logging.getLogger("query-cache")

@@ -15,28 +15,28 @@ from typing import TYPE_CHECKING, Any, TextIO
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from .admin import add_ops_routes, admin_auth
-from .api import add_public_routes
-from .audit import AuditLog
-from .backends.base import Backend
-from .backends.memory import MemoryBackend
-from .blocklist import Blocklist
 from .clock import Clock, SystemClock
 from .config import Config
-from .expiry import ExpiryTimer, Scheduler, Sweeper
-from .fetch import Fetcher, Resolver, allow_hosts_warning
-from .guarantees import Guarantees
-from .http import problems_and_timing
-from .ingest import Ingest
-from .intake import Intake
-from .metrics import Metrics
+from .http.middleware import problems_and_timing
+from .http.ops import add_ops_routes, admin_auth
+from .http.public import add_public_routes
+from .intake.admission import Intake
+from .intake.blocklist import Blocklist
+from .intake.fetch import Fetcher, Resolver, allow_hosts_warning
+from .intake.inspect import Ingest
+from .proof.audit import AuditLog
+from .proof.guarantees import Guarantees
+from .proof.metrics import Metrics
 from .runtime import LISTENER, RUNTIME, Runtime
-from .store import Store
-from .store_api import Capacity, ItemStore
+from .store.api import Capacity, ItemStore
+from .store.expiry import ExpiryTimer, Scheduler, Sweeper
+from .store.local.backend import Backend
+from .store.local.memory import MemoryBackend
+from .store.local.store import Store
 
 if TYPE_CHECKING:
-    from .backends.redis import RedisClient
     from .config import StorageConfig
+    from .store.redis.keys import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def make_backend(config: Config) -> Backend:
     """The configured backend, with its folder or client ready: backends never read config."""
     kind = config.storage.backend
     if kind == "tmpfs":
-        from .backends.tmpfs import TmpfsBackend, prepare_folder
+        from .store.local.tmpfs import TmpfsBackend, prepare_folder
 
         return TmpfsBackend(prepare_folder(config.storage.path))
     if kind == "redis":
@@ -66,7 +66,7 @@ def make_redis_client(storage: StorageConfig) -> RedisClient:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
-    from .redis_calls import MAX_CONNECTIONS
+    from .store.redis.link import MAX_CONNECTIONS
 
     options: dict[str, Any] = {
         "max_connections": MAX_CONNECTIONS,
@@ -81,7 +81,7 @@ def make_redis_client(storage: StorageConfig) -> RedisClient:
 
 
 def redis_backend(config: Config, client: RedisClient) -> Backend:
-    from .backends.redis import RedisBackend
+    from .store.redis.keys import RedisBackend
 
     backstop = config.ttl.max + config.ttl.grace  # bytes written without a deadline
     return RedisBackend(client, config.storage.key_prefix, round(backstop * 1000))
@@ -93,8 +93,8 @@ def make_store(
     """The local index for memory and tmpfs; the index in Redis for the redis backend."""
     capacity = Capacity(config.storage.max_bytes, config.storage.max_items)
     if backend.name == "redis":
-        from .backends.redis import RedisBackend
-        from .shared_store import SharedStore
+        from .store.redis.keys import RedisBackend
+        from .store.redis.store import SharedStore
 
         if isinstance(backend, RedisBackend):
             return SharedStore(backend, clock, metrics, audit, capacity, config.ttl.grace)
@@ -144,7 +144,7 @@ def build_runtime(
     runtime.scheduler.every(GUARANTEE_INTERVAL, guarantees_job, "guarantees")
     client = shared_client(store)
     if client is not None:
-        from .redis_check import refresh
+        from .store.redis.persistence import refresh
 
         job = functools.partial(refresh, client, metrics)
         runtime.scheduler.every(GUARANTEE_INTERVAL, job, "redis_persistence")
@@ -155,7 +155,7 @@ def shared_client(store: ItemStore) -> RedisClient | None:
     """The Redis client behind a shared store; None for a local one."""
     if store.backend.name != "redis":
         return None
-    from .backends.redis import RedisBackend
+    from .store.redis.keys import RedisBackend
 
     return store.backend.client if isinstance(store.backend, RedisBackend) else None
 
@@ -168,7 +168,7 @@ async def refresh_guarantees(rt: Runtime) -> None:
 async def start(rt: Runtime) -> None:
     client = shared_client(rt.store)
     if client is not None:  # before anything is stored or purged
-        from .redis_check import enforce_no_persistence
+        from .store.redis.persistence import enforce_no_persistence
 
         rt.not_ready_reason = "checking that Redis does not persist"
         allow = rt.config.storage.redis_allow_persistence

@@ -13,7 +13,7 @@ from typing import Any, Self
 
 import aiohttp
 
-from .store_api import Receipt
+from .store.api import Receipt
 
 
 class ProblemError(Exception):

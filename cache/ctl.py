@@ -23,7 +23,7 @@ import aiohttp
 
 from .client import OpsClient, ProblemError, PurgeResult
 from .config import ConfigError, load_config
-from .stats import summarise
+from .proof.stats import summarise
 
 
 def default_ops_url(env: dict[str, str]) -> str:

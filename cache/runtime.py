@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .audit import AuditLog
-from .blocklist import Blocklist
 from .clock import Clock
 from .config import Config
-from .expiry import ExpiryTimer, Scheduler, Sweeper
-from .fetch import Fetcher
-from .guarantees import Guarantees
-from .intake import Intake
-from .metrics import Metrics
-from .store_api import ItemStore
+from .intake.admission import Intake
+from .intake.blocklist import Blocklist
+from .intake.fetch import Fetcher
+from .proof.audit import AuditLog
+from .proof.guarantees import Guarantees
+from .proof.metrics import Metrics
+from .store.api import ItemStore
+from .store.expiry import ExpiryTimer, Scheduler, Sweeper
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""URLs that `cache.fetch` must refuse, grouped by the trick they try.
+"""URLs that `cache.intake.fetch` must refuse, grouped by the trick they try.
 
 Each entry names the error class and whether the refusal must come before any DNS query.
 "{port}" is replaced by the sentinel listener's port (which the test config allows), so

@@ -1,6 +1,6 @@
 """Shared harness for the fetch tests: a network guard, a stub resolver, a sentinel listener.
 
-The guard makes "no real network, ever" hold even when `cache.fetch` is wrong: any connect
+The guard makes "no real network, ever" hold even when `cache.intake.fetch` is wrong: any connect
 or name lookup that is not loopback raises and is recorded, and every test fails at
 teardown if something was refused without the test expecting it.
 """

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from cache.backends.base import Backend
-from cache.backends.memory import MemoryBackend
 from cache.item import new_id
-from cache.sysfacts import TMPFS_MAGIC, statfs_magic
+from cache.proof.sysfacts import TMPFS_MAGIC, statfs_magic
+from cache.store.local.backend import Backend
+from cache.store.local.memory import MemoryBackend
 
 SHM = "/dev/shm"
 
@@ -42,7 +42,7 @@ async def memory_backend() -> AsyncIterator[Backend]:
 async def tmpfs_backend() -> AsyncIterator[Backend]:
     if not shm_is_tmpfs():
         pytest.skip("tmpfs backend needs Linux with /dev/shm on tmpfs")
-    from cache.backends.tmpfs import TmpfsBackend
+    from cache.store.local.tmpfs import TmpfsBackend
 
     parent = tempfile.mkdtemp(prefix="qc-contract-", dir=SHM)
     backend = TmpfsBackend(f"{parent}/store")
@@ -59,7 +59,7 @@ async def redis_backend() -> AsyncIterator[Backend]:
     """A real redis-server of its own (about 20 ms to start), on a free loopback port."""
     from redis.asyncio import Redis
 
-    from cache.backends.redis import RedisBackend
+    from cache.store.redis.keys import RedisBackend
     from tests.redisproc import RedisServer, require_redis
 
     require_redis()

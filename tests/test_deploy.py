@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from cache.config import Config, build_config, load_config
-from cache.guarantees import Guarantees
+from cache.proof.guarantees import Guarantees
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -9,14 +9,14 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry
 
-from cache.audit import AuditLog
-from cache.backends.memory import MemoryBackend
 from cache.clock import ManualClock
-from cache.expiry import ExpiryTimer, Sweeper
 from cache.item import ImageFacts
-from cache.metrics import Metrics
-from cache.store import Store
-from cache.store_api import Capacity
+from cache.proof.audit import AuditLog
+from cache.proof.metrics import Metrics
+from cache.store.api import Capacity
+from cache.store.expiry import ExpiryTimer, Sweeper
+from cache.store.local.memory import MemoryBackend
+from cache.store.local.store import Store
 from tests.conftest import Service, parse_metrics
 
 
@@ -166,7 +166,7 @@ def _scrape(metrics: Metrics) -> str:
 def test_scheduler_refuses_jobs_it_would_never_await() -> None:
     import functools
 
-    from cache.expiry import Scheduler
+    from cache.store.expiry import Scheduler
 
     async def job(n: int) -> None:
         return None
@@ -202,7 +202,7 @@ async def test_a_batch_purge_is_one_audit_write_with_a_line_per_item() -> None:
 
 
 async def test_memory_backend_trims_the_heap_after_large_releases() -> None:
-    from cache.backends import memory
+    from cache.store.local import memory
 
     backend = MemoryBackend()
     ids = [f"id{n}" for n in range(40)]

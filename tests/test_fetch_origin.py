@@ -17,7 +17,7 @@ from PIL import Image
 
 from cache.config import FetchConfig
 from cache.errors import FetchFailed, FetchForbidden, FetchTimeout, InvalidUrl, PayloadTooLarge
-from cache.fetch import USER_AGENT, Fetcher
+from cache.intake.fetch import USER_AGENT, Fetcher
 from tests.fetch_support import (
     NetGuard,
     Sentinel,

@@ -22,14 +22,14 @@ from cache.errors import (
     InvalidUrl,
     PayloadTooLarge,
 )
-from cache.fetch import (
+from cache.intake.fetch import (
     RESULT_LABELS,
     Fetcher,
     PinnedResolver,
     SystemResolver,
     allow_hosts_warning,
 )
-from cache.fetch_policy import IPV4_POLICY, IPV6_POLICY, forbidden_reason, parse_url
+from cache.intake.fetch_policy import IPV4_POLICY, IPV6_POLICY, forbidden_reason, parse_url
 from tests.fetch_corpus import CORPUS, Refused, all_refused
 from tests.fetch_support import (
     NetGuard,

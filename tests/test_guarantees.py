@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from cache import sysfacts
 from cache.config import Config, with_overrides
-from cache.guarantees import CHECKS, CheckResult, Guarantees, format_failure
+from cache.proof import sysfacts
+from cache.proof.guarantees import CHECKS, CheckResult, Guarantees, format_failure
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="G1 checks need Linux")
@@ -152,7 +152,7 @@ def test_format_failure_for_other_checks_is_one_line() -> None:
 SCRIPT = """
 import json, os, sys, tempfile
 from cache.config import Config, with_overrides
-from cache.guarantees import Guarantees
+from cache.proof.guarantees import Guarantees
 a = json.loads(sys.argv[1])
 cfg = with_overrides(Config(), storage={"backend": a["backend"], "path": a["path"]},
                      guarantees=a["guarantees"])

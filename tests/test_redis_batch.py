@@ -11,8 +11,8 @@ import asyncio
 from typing import Any, cast
 
 from cache.item import ImageFacts
-from cache.redis_batch import TAKE_CHUNK, TakeStream
-from cache.shared_store import RUN_SECONDS, SharedStore
+from cache.store.redis.batching import TAKE_CHUNK, TakeStream
+from cache.store.redis.store import RUN_SECONDS, SharedStore
 from tests.redisproc import RedisClusterProcs, all_keys, item_keys, redis_cluster, redis_server
 from tests.test_redis_store import Nodes, Topology, counters, nodes, purged, topology
 

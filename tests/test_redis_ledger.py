@@ -14,8 +14,8 @@ from typing import Any, cast
 import pytest
 
 from cache.item import ImageFacts, new_id
-from cache.redis_meta import wall_ms
-from cache.shared_store import LEDGER_SLACK_MS, SharedStore
+from cache.store.redis.codec import wall_ms
+from cache.store.redis.store import LEDGER_SLACK_MS, SharedStore
 from tests import images
 from tests.conftest import Service, ServiceFactory, make_config
 from tests.redisproc import RedisServer, all_keys, flush, item_keys, redis_server

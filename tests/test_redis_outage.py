@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 
 from cache.app import build_runtime, start
 from cache.errors import StartupRefused
-from cache.metrics import Metrics
-from cache.redis_check import CHECK, check_persistence, enforce_no_persistence
+from cache.proof.metrics import Metrics
+from cache.store.redis.persistence import CHECK, check_persistence, enforce_no_persistence
 from tests import images
 from tests.conftest import ServiceFactory, make_config
 from tests.redisproc import RedisServer, require_redis

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from cache.redis_check import check_persistence
+from cache.store.redis.persistence import check_persistence
 from tests import images
 from tests.conftest import Service, ServiceFactory, make_config
 from tests.redisproc import (

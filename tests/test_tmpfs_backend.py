@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from cache.backends import tmpfs
-from cache.backends.tmpfs import StorageFolderError, TmpfsBackend, prepare_folder
 from cache.errors import InsufficientStorage
 from cache.item import new_id
-from cache.sysfacts import TMPFS_MAGIC, statfs_magic
+from cache.proof.sysfacts import TMPFS_MAGIC, statfs_magic
+from cache.store.local import tmpfs
+from cache.store.local.tmpfs import StorageFolderError, TmpfsBackend, prepare_folder
 
 
 def _shm_is_tmpfs() -> bool:

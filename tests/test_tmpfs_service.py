@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import cache.backends.tmpfs as tmpfs_module
+import cache.store.local.tmpfs as tmpfs_module
 from cache.item import new_id
 from tests import images
 from tests.conftest import Service, ServiceFactory, make_config, parse_metrics

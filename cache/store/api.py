@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
 
-from .backends.base import Backend
-from .item import ImageFacts, Item
+from ..item import ImageFacts, Item
+from .local.backend import Backend
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ import json
 import sys
 from typing import Any, TextIO
 
-from .clock import Clock
-from .item import Item
+from ..clock import Clock
+from ..item import Item
 
 
 class AuditLog:

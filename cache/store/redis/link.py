@@ -19,8 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import StorageUnavailable
-from .metrics import Metrics
+from ...errors import StorageUnavailable
+from ...proof.metrics import Metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

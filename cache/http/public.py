@@ -8,15 +8,15 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import TtlConfig
-from .errors import CacheError, InvalidParameter, NotFound, ServiceUnavailable
-from .fetch import RESULT_LABELS
-from .http import read_json_object
-from .item import Item
+from ..config import TtlConfig
+from ..errors import CacheError, InvalidParameter, NotFound, ServiceUnavailable
+from ..intake.fetch import RESULT_LABELS
+from ..intake.thumbnail import MIN_SIZE, make_thumbnail
+from ..item import Item
+from ..runtime import RUNTIME, Runtime
+from ..store.api import ReadinessProbe
+from .middleware import read_json_object
 from .openapi import openapi_document
-from .runtime import RUNTIME, Runtime
-from .store_api import ReadinessProbe
-from .thumbnail import MIN_SIZE, make_thumbnail
 
 MAX_READS_CAP = 1_000_000
 DEFAULT_THUMBNAIL = 256

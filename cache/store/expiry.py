@@ -16,9 +16,9 @@ from datetime import UTC
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.util import iscoroutinefunction_partial
 
-from .clock import Clock
-from .metrics import Metrics
-from .store_api import ItemStore, Receipt
+from ..clock import Clock
+from ..proof.metrics import Metrics
+from .api import ItemStore, Receipt
 
 log = logging.getLogger(__name__)
 

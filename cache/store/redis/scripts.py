@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.redis import RedisClient, RedisKeys
+from .keys import RedisClient, RedisKeys
 
 # KEYS: counters, ledger, sizes. ARGV: id, size, deadline_ms, max_bytes, max_items.
 # -> {1, bytes, items} reserved, or {0, bytes, items, earliest ledger deadline}.

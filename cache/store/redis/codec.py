@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .clock import Clock
-from .item import ImageFacts, Item, new_id
+from ...clock import Clock
+from ...item import ImageFacts, Item, new_id
 
 
 def wall_ms(seconds: float) -> int:

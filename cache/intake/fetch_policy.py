@@ -20,7 +20,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from cache.errors import FetchForbidden, InvalidUrl
+from ..errors import FetchForbidden, InvalidUrl
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_URL_LENGTH = 4096

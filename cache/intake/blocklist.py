@@ -10,8 +10,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import Blocklisted, InvalidParameter
-from .item import ImageFacts
+from ..errors import Blocklisted, InvalidParameter
+from ..item import ImageFacts
 
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 

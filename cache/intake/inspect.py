@@ -16,9 +16,9 @@ from concurrent.futures import Executor
 from aiohttp import BodyPartReader, web
 from PIL import Image, ImageFile
 
-from .config import LimitsConfig
-from .errors import BadRequest, ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedFormat
-from .item import ImageFacts
+from ..config import LimitsConfig
+from ..errors import BadRequest, ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedFormat
+from ..item import ImageFacts
 
 MEDIA_TYPES = {
     "JPEG": "image/jpeg",

@@ -13,12 +13,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .blocklist import normalise_sha256
-from .errors import BadRequest, InvalidParameter, NotFound, Unauthorized
-from .http import read_json_object
-from .item import is_valid_id
-from .runtime import RUNTIME, Runtime
-from .store_api import Receipt
+from ..errors import BadRequest, InvalidParameter, NotFound, Unauthorized
+from ..intake.blocklist import normalise_sha256
+from ..item import is_valid_id
+from ..runtime import RUNTIME, Runtime
+from ..store.api import Receipt
+from .middleware import read_json_object
 
 MAX_IDS_PER_PURGE = 10_000
 MAX_LISTED_ITEMS = 10_000

@@ -15,20 +15,20 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from .audit import AuditLog
-from .backends.base import Backend
-from .backends.redis import RedisBackend
-from .clock import Clock
-from .errors import CacheFull, NotFound, ServiceUnavailable, StorageUnavailable
-from .item import ImageFacts, Item, is_valid_id
-from .metrics import Metrics
-from .redis_batch import TAKE_CHUNK
-from .redis_calls import RedisLink
-from .redis_meta import encode, new_item, wall_ms
-from .redis_scripts import EXPIRED, LAST_READ, MISSING, Counters, as_map
-from .shared_own import OwnItems
-from .shared_release import Releaser, valid_ids
-from .store_api import Capacity, Receipt
+from ...clock import Clock
+from ...errors import CacheFull, NotFound, ServiceUnavailable, StorageUnavailable
+from ...item import ImageFacts, Item, is_valid_id
+from ...proof.audit import AuditLog
+from ...proof.metrics import Metrics
+from ..api import Capacity, Receipt
+from ..local.backend import Backend
+from .batching import TAKE_CHUNK
+from .codec import encode, new_item, wall_ms
+from .keys import RedisBackend
+from .link import RedisLink
+from .ownership import OwnItems
+from .release import Releaser, valid_ids
+from .scripts import EXPIRED, LAST_READ, MISSING, Counters, as_map
 
 log = logging.getLogger(__name__)
 LEDGER_SLACK_MS = 5_000  # clock skew allowed between nodes before a reservation is stale

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Config
-from .errors import all_error_types
+from ..config import Config
+from ..errors import all_error_types
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _CREATED = {

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from cache import sysfacts
-from cache.backends.tmpfs import StorageFolderError, prepare_folder
-from cache.config import Config
+from ..config import Config
+from ..store.local.tmpfs import StorageFolderError, prepare_folder
+from . import sysfacts
 
 MiB = 1024 * 1024
 # Locked memory beyond the held bytes: interpreter, libraries, buffers, thread stacks.

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .errors import HTTP_STATUS_ERRORS, BadRequest, CacheError, problem_response
-from .runtime import LISTENER, RUNTIME
+from ..errors import HTTP_STATUS_ERRORS, BadRequest, CacheError, problem_response
+from ..runtime import LISTENER, RUNTIME
 
 log = logging.getLogger(__name__)
 

@@ -17,17 +17,17 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
-from .audit import AuditLog
-from .backends.redis import RedisBackend
-from .clock import Clock, wall_of
-from .item import Item, is_valid_id
-from .metrics import Metrics
-from .redis_batch import RELEASE_CHUNK, TAKE_CHUNK, Batches, Taken, TakeResult
-from .redis_calls import RedisLink
-from .redis_meta import decode, wall_ms
-from .redis_scripts import Counters, Scripts
-from .shared_own import Mine
-from .store_api import Receipt
+from ...clock import Clock, wall_of
+from ...item import Item, is_valid_id
+from ...proof.audit import AuditLog
+from ...proof.metrics import Metrics
+from ..api import Receipt
+from .batching import RELEASE_CHUNK, TAKE_CHUNK, Batches, Taken, TakeResult
+from .codec import decode, wall_ms
+from .keys import RedisBackend
+from .link import RedisLink
+from .ownership import Mine
+from .scripts import Counters, Scripts
 
 log = logging.getLogger(__name__)
 SWEEP_BATCH = 500  # due entries taken per index shard per round

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import aiofiles.os
 
-from cache.errors import InsufficientStorage
-from cache.item import is_valid_id
+from ...errors import InsufficientStorage
+from ...item import is_valid_id
 
 _CREATE = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted in the folder must not hang an executor thread on open.

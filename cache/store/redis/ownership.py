@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from typing import TypeAlias
 
-from .clock import Clock
+from ...clock import Clock
 
 # An item this node stored: (created, deadline) on this node's monotonic clock.
 Mine: TypeAlias = tuple[float, float]

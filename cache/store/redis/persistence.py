@@ -16,10 +16,10 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from .backends.redis import RedisClient
-from .errors import StartupRefused
-from .guarantees import CheckResult
-from .metrics import Metrics
+from ...errors import StartupRefused
+from ...proof.guarantees import CheckResult
+from ...proof.metrics import Metrics
+from .keys import RedisClient
 
 log = logging.getLogger(__name__)
 CHECK = "redis_no_persistence"

@@ -20,10 +20,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from .backends.redis import RedisClient, RedisKeys, payload
-from .item import is_valid_id
-from .redis_calls import RETRYABLE, ScriptLine
-from .redis_scripts import RELEASE, SHA_ADD, WRITE, Counters, text
+from ...item import is_valid_id
+from .keys import RedisClient, RedisKeys, payload
+from .link import RETRYABLE, ScriptLine
+from .scripts import RELEASE, SHA_ADD, WRITE, Counters, text
 
 # KEYS: data, meta. -> "sha256 size created_ms deadline_ms" of the item this call deleted,
 # or nil. DEL answers a positive count to exactly one caller: only that node counts it.

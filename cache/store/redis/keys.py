@@ -19,7 +19,7 @@ from typing import TypeAlias
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from ..item import is_valid_id
+from ...item import is_valid_id
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 

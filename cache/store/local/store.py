@@ -10,13 +10,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 
-from .audit import AuditLog
-from .backends.base import Backend
-from .clock import Clock, wall_of
-from .errors import CacheFull, NotFound, ServiceUnavailable
-from .item import ImageFacts, Item, is_valid_id, new_id
-from .metrics import Metrics
-from .store_api import Capacity, Receipt
+from ...clock import Clock, wall_of
+from ...errors import CacheFull, NotFound, ServiceUnavailable
+from ...item import ImageFacts, Item, is_valid_id, new_id
+from ...proof.audit import AuditLog
+from ...proof.metrics import Metrics
+from ..api import Capacity, Receipt
+from .backend import Backend
 
 # Stale heap entries (items deleted before their deadline) are dropped lazily; once they
 # outnumber live ones by this much, the heap is rebuilt so memory stays bounded.

@@ -28,8 +28,8 @@ from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from cache.config import FetchConfig
-from cache.errors import (
+from ..config import FetchConfig
+from ..errors import (
     CacheError,
     FetchFailed,
     FetchForbidden,
@@ -37,7 +37,7 @@ from cache.errors import (
     InvalidUrl,
     PayloadTooLarge,
 )
-from cache.fetch_policy import (
+from .fetch_policy import (
     IPAddress,
     Target,
     check_target,

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .audit import AuditLog
-from .backends.memory import zero
+from ..clock import Clock
+from ..errors import Blocklisted, CacheError, CacheFull
+from ..item import ImageFacts, Item
+from ..proof.audit import AuditLog
+from ..proof.metrics import Metrics
+from ..store.api import ItemStore
+from ..store.local.memory import zero
 from .blocklist import Blocklist
-from .clock import Clock
-from .errors import Blocklisted, CacheError, CacheFull
-from .ingest import Ingest, read_upload
-from .item import ImageFacts, Item
-from .metrics import Metrics
-from .store_api import ItemStore
+from .inspect import Ingest, read_upload
 
 
 class Intake:

@@ -1,1 +1,0 @@
-"""Where the bytes live. The store owns metadata and time; a backend only holds bytes."""
