@@ -4,16 +4,28 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= config.toml
+# Every package and its hashes, resolved once (`make lock`): two machines run the same code.
+LOCK := requirements.lock
 
-.PHONY: install run test lint typecheck pytest system-deps bench bench-quick soak clean
+.PHONY: install lock run test lint typecheck pytest system-deps bench bench-quick soak clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve every range in pyproject.toml to the newest versions, with hashes (pip-tools),
+# in a throwaway venv. Commit the new requirements.lock; `make install` then uses it.
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet 'pip-tools>=7.4,<8'
+	.lock-venv/bin/pip-compile --quiet --generate-hashes --extra test --strip-extras \
+		--allow-unsafe --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
+	rm -rf .lock-venv
 
 run: install
 	$(PY) server.py --config $(CONFIG)
@@ -45,4 +57,4 @@ soak: install
 	$(PY) scripts/soak.py --seconds 30 --out docs/soak.png
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache bench/out
+	rm -rf $(VENV) .lock-venv .mypy_cache .pytest_cache .ruff_cache bench/out

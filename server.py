@@ -49,7 +49,7 @@ async def serve(rt: Runtime) -> None:
             config.server.port,
             config.ops.host,
             config.ops.port,
-            rt.store.backend.name,
+            config.storage.backend,
         )
         await stop.wait()
         log.info("stopping: no new connections, then purge everything")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"query-cache: {exc}", file=sys.stderr)
         return 2
     rt.guarantees.apply_process_hardening()
-    storage_path = config.storage.path if rt.store.backend.name == "tmpfs" else None
+    storage_path = config.storage.path if config.storage.backend == "tmpfs" else None
     failures = rt.guarantees.startup_failures(rt.guarantees.run_checks())
     if failures:
         for failure in failures:

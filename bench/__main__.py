@@ -2,7 +2,7 @@
 
 --full   the sizes of the issue (about 10 minutes); writes bench/results.md, bench/plots/*.png
 --quick  every key at sizes that fit in about a minute (purge lag still at 100,000 items)
---smoke  the smallest sizes, for tests/test_bench_smoke.py: its figures mean nothing
+--smoke  the smallest sizes, for tests/process/test_bench_smoke.py: its figures mean nothing
 All write results.json (bench/out/results.json unless --out). Exit 1 if a bench failed
 (its keys are null and the error is in results.json), 0 otherwise: a missed target is a
 result, reported as MISSED, not a failure of the run.

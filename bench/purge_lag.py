@@ -91,7 +91,7 @@ async def _service_run(backend: str, items: int, ctx: Ctx, procs: Procs, redis_u
     with open(audit_path, "w") as audit:
         rt = build_runtime(config, registry=CollectorRegistry(), audit_stream=audit)
         store, clock = rt.store, rt.clock
-        await store.purge_leftovers()
+        await store.start()
         try:
             started = clock.monotonic()
             for i in range(min(CALIBRATE, items)):
@@ -125,7 +125,6 @@ async def _service_run(backend: str, items: int, ctx: Ctx, procs: Procs, redis_u
             rt.timer.stop()
             await rt.timer.drain()
             await store.close()
-            await store.backend.close()
     run.lags_ms = _audit_lags(audit_path.read_text().splitlines())
     run.released = len(run.lags_ms)
     run.complete = left == 0 and run.released == items and written == items

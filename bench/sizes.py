@@ -2,7 +2,7 @@
 
 `full` is what results.md reports; `quick` fits in about a minute and still measures every
 key (purge lag with 100,000 live items); `smoke` is the smallest run that exercises every
-code path, for tests/test_bench_smoke.py (its figures mean nothing).
+code path, for tests/process/test_bench_smoke.py (its figures mean nothing).
 """
 
 from __future__ import annotations

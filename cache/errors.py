@@ -1,167 +1,93 @@
-"""Every error the service answers with, as RFC 9457 problem+json.
+"""The refusals the core raises: plain domain exceptions that know nothing of HTTP.
 
-Each error class carries a stable `type` slug, so clients and alerts can match on it and
-never on the human-readable `detail`, which may change.
+Each class names one way a request can fail, with a human `detail` (which may change) and
+`extra` facts worth showing (a bound, a kind). What status, stable slug and title a client
+sees is decided in one place, `cache.http.problems`: the core only says what went wrong.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any, ClassVar
-
-from aiohttp import web
-
-PROBLEM_BASE = "https://query-cache.invalid/problems/"
-PROBLEM_CONTENT_TYPE = "application/problem+json"
+from typing import Any
 
 
 class CacheError(Exception):
-    """Base of every error answered to a client; `slug` names it for good."""
-
-    status: ClassVar[int] = 500
-    slug: ClassVar[str] = "internal-error"
-    title: ClassVar[str] = "Internal error"
+    """Base of every refusal; a bare CacheError is an internal error. An empty `detail`
+    is answered with the problem's title."""
 
     def __init__(self, detail: str = "", **extra: Any) -> None:
-        super().__init__(detail or self.title)
-        self.detail = detail or self.title
+        super().__init__(detail or type(self).__name__)
+        self.detail = detail
         self.extra = extra
-
-    @property
-    def type_uri(self) -> str:
-        return PROBLEM_BASE + self.slug
-
-    def headers(self) -> dict[str, str]:
-        return {}
-
-    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
-        problem: dict[str, Any] = {
-            "type": self.type_uri,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
-        if instance:
-            problem["instance"] = instance
-        problem.update(self.extra)
-        return problem
 
 
 class BadRequest(CacheError):
-    status, slug, title = 400, "bad-request", "Malformed request"
+    """The request is malformed."""
 
 
 class InvalidParameter(BadRequest):
-    slug, title = "invalid-parameter", "Invalid parameter"
+    """A parameter is missing, malformed or out of bounds."""
 
 
 class InvalidUrl(BadRequest):
-    slug, title = "invalid-url", "URL not allowed"
-
-
-class Unauthorized(CacheError):
-    status, slug, title = 401, "unauthorized", "Missing or wrong bearer token"
-
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="query-cache-ops"'}
+    """A fetch URL is malformed or uses what the policy refuses before any lookup."""
 
 
 class FetchForbidden(CacheError):
-    status, slug, title = 403, "fetch-destination-forbidden", "Fetch destination not allowed"
+    """A fetch destination is not allowed (a private address, a port, a scheme)."""
 
 
 class NotFound(CacheError):
-    status, slug, title = 404, "not-found", "No such image"
-
-
-class MethodNotAllowed(CacheError):
-    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+    """No such item: missing, expired and purged look the same."""
 
 
 class PayloadTooLarge(CacheError):
-    status, slug, title = 413, "payload-too-large", "Image too large"
+    """A body over its byte cap."""
 
 
 class UnsupportedFormat(CacheError):
-    status, slug, title = 415, "unsupported-format", "Not an allowed image format"
+    """The bytes are not an image in an allowed format."""
 
 
 class InvalidImage(CacheError):
-    status, slug, title = 422, "invalid-image", "Not a valid image"
+    """The bytes claim a format but are truncated, corrupt or padded."""
 
 
 class ImageTooLarge(CacheError):
     """Dimensions, pixel count or frame count over a cap (decompression bombs land here)."""
 
-    status, slug, title = 422, "image-dimensions-exceeded", "Image dimensions over the cap"
-
 
 class Blocklisted(CacheError):
-    status, slug, title = 451, "blocklisted", "Image refused by the blocklist"
+    """The image is on a hash list; nothing of it is stored."""
 
 
 class ServiceUnavailable(CacheError):
-    status, slug, title = 503, "unavailable", "Service not ready"
+    """Not now: retry after `retry_after` seconds (at least one)."""
 
     def __init__(self, detail: str = "", retry_after: float = 1.0, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.retry_after = max(1, math.ceil(retry_after))
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
-
 
 class CacheFull(ServiceUnavailable):
-    slug, title = "cache-full", "Cache full"
+    """No room until the earliest deadline frees some."""
 
 
 class StorageUnavailable(ServiceUnavailable):
     """The shared storage (Redis) cannot be reached: retry, any node may serve again soon."""
 
-    slug, title = "storage-unavailable", "Storage unavailable"
-
 
 class InsufficientStorage(CacheError):
-    status, slug, title = 507, "insufficient-storage", "Storage write failed"
+    """Writing the bytes failed for lack of space (ENOSPC on tmpfs)."""
 
 
 class FetchFailed(CacheError):
-    status, slug, title = 502, "fetch-failed", "Remote fetch failed"
+    """The remote end of a fetch failed or answered with an error."""
 
 
 class FetchTimeout(CacheError):
-    status, slug, title = 504, "fetch-timeout", "Remote fetch timed out"
+    """A fetch took longer than its budget."""
 
 
 class StartupRefused(Exception):
     """A start-up check failed: the message is the one line for the operator (exit 2)."""
-
-
-HTTP_STATUS_ERRORS: dict[int, type[CacheError]] = {
-    400: BadRequest,
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-}
-
-
-def problem_response(error: CacheError, instance: str | None = None) -> web.Response:
-    """Render `error` as an application/problem+json response."""
-    return web.Response(
-        status=error.status,
-        text=json.dumps(error.to_problem(instance)),
-        content_type=PROBLEM_CONTENT_TYPE,
-        headers={"Cache-Control": "no-store", **error.headers()},
-    )
-
-
-def all_error_types() -> list[type[CacheError]]:
-    """Every concrete error type, for the OpenAPI description."""
-    seen: list[type[CacheError]] = []
-    pending: list[type[CacheError]] = [CacheError]
-    while pending:
-        cls = pending.pop(0)
-        seen.append(cls)
-        pending.extend(cls.__subclasses__())
-    return seen

@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from .clock import Clock
+
 # 16 random bytes in URL-safe base64: 22 characters, 128 bits, unguessable.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
@@ -39,6 +41,7 @@ class Item:
     source_host: str | None = None
     frames: int = 1
     reads: int = field(default=0)
+    claims: int = field(default=0)  # counted reads being served right now (local store)
 
     @property
     def ttl(self) -> float:
@@ -76,3 +79,32 @@ class ImageFacts:
     width: int
     height: int
     frames: int = 1
+
+
+def new_item(
+    clock: Clock,
+    facts: ImageFacts,
+    ttl: float,
+    max_reads: int | None,
+    source: str,
+    source_host: str | None,
+) -> Item:
+    """A new item, stored now: monotonic times for this node, wall times for reports (and,
+    on a shared store, for every node)."""
+    now, wall = clock.monotonic(), clock.wall()
+    return Item(
+        id=new_id(),
+        sha256=facts.sha256,
+        size=facts.size,
+        media_type=facts.media_type,
+        width=facts.width,
+        height=facts.height,
+        frames=facts.frames,
+        created=now,
+        deadline=now + ttl,
+        created_wall=wall,
+        deadline_wall=wall + ttl,
+        reads_left=max_reads,
+        source=source,
+        source_host=source_host,
+    )

@@ -6,7 +6,7 @@ factory that imports them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -14,7 +14,6 @@ from .clock import Clock
 from .config import Config
 from .intake.admission import Intake
 from .intake.blocklist import Blocklist
-from .intake.fetch import Fetcher
 from .proof.audit import AuditLog
 from .proof.guarantees import Guarantees
 from .proof.metrics import Metrics
@@ -31,14 +30,12 @@ class Runtime:
     store: ItemStore
     intake: Intake
     blocklist: Blocklist
-    fetcher: Fetcher
     guarantees: Guarantees
     timer: ExpiryTimer
     sweeper: Sweeper
     scheduler: Scheduler
     ready: bool = False
     not_ready_reason: str = "starting"
-    extra_checks: list[str] = field(default_factory=list)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -1,84 +1,39 @@
-"""Shared fixtures: a fresh registry, a manual clock and real HTTP on loopback per test."""
+"""Shared fixtures for every folder of the suite.
+
+In-process service: a fresh registry, a manual clock and real HTTP on loopback per test
+(`clock`, `make_service`, `service`). Real Redis servers (`redis_server`, `redis_cluster`,
+`topology`, `make_redis`). A private folder on tmpfs (`shm`, `shm_dir`).
+
+The helpers behind these live in tests/support/; fixtures for real `server.py` processes
+are in tests/process/conftest.py.
+"""
 
 from __future__ import annotations
 
-import io
-import json
-from collections.abc import Awaitable, Callable
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from cache.app import build_runtime, create_ops_app, create_public_app
 from cache.clock import ManualClock
-from cache.config import Config, build_config
-from cache.runtime import Runtime
+from cache.config import Config
+from tests.support.redisproc import (
+    RedisClusterProcs,
+    RedisFactory,
+    RedisServer,
+    Topology,
+    flush,
+    require_redis,
+)
+from tests.support.service import AuditCapture, Service, ServiceFactory, make_config
+from tests.support.system import SHM, shm_is_tmpfs
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
-
-
-def make_config(**sections: dict[str, Any]) -> Config:
-    data: dict[str, Any] = {"ops": {"admin_token": ADMIN_TOKEN}}
-    for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
-    return build_config(data, env={})
-
-
-class AuditCapture(io.StringIO):
-    def events(self, event: str | None = None) -> list[dict[str, Any]]:
-        lines = [json.loads(line) for line in self.getvalue().splitlines() if line]
-        return [e for e in lines if event is None or e["event"] == event]
-
-
-class Service:
-    """A runtime plus HTTP clients for both listeners, on one manual clock."""
-
-    def __init__(
-        self,
-        rt: Runtime,
-        client: TestClient[Any, Any],
-        ops: TestClient[Any, Any],
-        audit: AuditCapture,
-        clock: ManualClock,
-    ) -> None:
-        self.rt, self.client, self.ops, self.audit, self.clock = rt, client, ops, audit, clock
-
-    @property
-    def admin_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-    async def upload(self, data: bytes, **query: Any) -> Any:
-        return await self.client.post("/v1/images", data=data, params=query)
-
-    async def upload_ok(self, data: bytes, **query: Any) -> dict[str, Any]:
-        response = await self.upload(data, **query)
-        assert response.status == 201, await response.text()
-        return dict(await response.json())
-
-    async def advance(self, seconds: float) -> None:
-        """Move the clock and run the purge the exact timer would run at that moment."""
-        self.clock.advance(seconds)
-        await self.rt.timer.run_due()
-
-    async def metrics(self) -> dict[str, float]:
-        response = await self.ops.get("/metrics")
-        return parse_metrics(await response.text())
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """`name{a="b"}` -> value, from a real scrape parsed by prometheus_client."""
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return values
-
-
-ServiceFactory = Callable[..., Awaitable[Service]]
+# ------------------------------------------------------------------ the in-process service
 
 
 @pytest.fixture
@@ -107,3 +62,75 @@ async def make_service(aiohttp_client: Any, clock: ManualClock) -> ServiceFactor
 @pytest.fixture
 async def service(make_service: ServiceFactory) -> Service:
     return await make_service()
+
+
+# ------------------------------------------------------------------ real Redis servers
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One plain server for a test module; tests flush it before use."""
+    require_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
+    require_redis()
+    cluster = RedisClusterProcs(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def topology(request: pytest.FixtureRequest) -> Topology:
+    """The module's plain server, then its 3-master cluster: freshly flushed."""
+    server: Topology = request.getfixturevalue(
+        "redis_server" if request.param == "single" else "redis_cluster"
+    )
+    flush(server)
+    return server
+
+
+@pytest.fixture
+def make_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisFactory]:
+    """`make_redis(*options)`: a started server of the test's own (options such as
+    `"--save", "60 1"` added to the command line); every one is killed at teardown."""
+    require_redis()
+    started: list[RedisServer] = []
+
+    def factory(*extra: str) -> RedisServer:
+        server = RedisServer(tmp_path_factory.mktemp("redis-own"), list(extra))
+        started.append(server)
+        return server.start()
+
+    try:
+        yield factory
+    finally:
+        for server in started:
+            server.stop()
+
+
+# ------------------------------------------------------------------ tmpfs
+
+
+@pytest.fixture
+def shm() -> Iterator[Path]:
+    """A private parent folder on tmpfs (/dev/shm), removed afterwards. Skips without one."""
+    if not shm_is_tmpfs():
+        pytest.skip("needs Linux with /dev/shm on tmpfs")
+    parent = Path(tempfile.mkdtemp(prefix="qc-test-", dir=SHM))
+    yield parent
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def shm_dir(shm: Path) -> Path:
+    """A storage folder path on tmpfs, not created yet (the backend creates it 0700)."""
+    return shm / "store"

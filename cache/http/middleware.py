@@ -1,22 +1,44 @@
-"""What both listeners share: problem+json for every error, latency per route, JSON bodies."""
+"""What both listeners share: problem+json for every error, latency per route, and the
+security headers, set in one place.
+
+Every error a handler raises (a domain refusal or aiohttp's own 404/405/413) leaves here
+as problem+json; every request is timed by route, method and status.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import CIMultiDict
 
-from ..errors import HTTP_STATUS_ERRORS, BadRequest, CacheError, problem_response
+from ..errors import CacheError
 from ..runtime import LISTENER, RUNTIME
+from .problems import BY_STATUS, problem_of, problem_response
 
 log = logging.getLogger(__name__)
 
+# Every public answer: nothing is cached, sniffed or indexed.
+PUBLIC_HEADERS = CIMultiDict(
+    {
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "X-Robots-Tag": "noindex, nofollow, noarchive",
+    }
+)
+# Image bytes on top of that: no script, no referrer, even if a browser renders them.
+IMAGE_HEADERS = CIMultiDict(
+    {
+        **PUBLIC_HEADERS,
+        "Content-Security-Policy": "default-src 'none'",
+        "Referrer-Policy": "no-referrer",
+    }
+)
 
-def _route_label(request: web.Request) -> str:
+
+def route_label(request: web.Request) -> str:
     route = request.match_info.route
     return route.resource.canonical if route.resource is not None else "unmatched"
 
@@ -31,21 +53,21 @@ async def problems_and_timing(request: web.Request, handler: Handler) -> web.Str
         status = response.status
         return response
     except CacheError as exc:
-        status = exc.status
+        status = problem_of(exc).status
         return _unread_body_closes(request, problem_response(exc, request.path))
     except web.HTTPException as exc:
         if exc.status < 400:
             status = exc.status
             raise
-        error_type = HTTP_STATUS_ERRORS.get(exc.status, CacheError)
-        status = error_type.status
-        return problem_response(error_type(exc.reason), request.path)
+        error = BY_STATUS.get(exc.status, CacheError)(exc.reason)
+        status = problem_of(error).status
+        return problem_response(error, request.path)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, _route_label(request))
+        log.exception("unhandled error on %s %s", request.method, route_label(request))
         return problem_response(CacheError("internal error"), request.path)
     finally:
         request.app[RUNTIME].metrics.request_duration.labels(
-            request.app[LISTENER], _route_label(request), request.method, str(status)
+            request.app[LISTENER], route_label(request), request.method, str(status)
         ).observe(time.perf_counter() - started)
 
 
@@ -57,12 +79,9 @@ def _unread_body_closes(request: web.Request, response: web.Response) -> web.Res
     return response
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object, or a 400 (413 past the app's client_max_size)."""
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
+async def public_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare` of the public listener: headers a handler did not set."""
+    headers = response.headers
+    for name, value in PUBLIC_HEADERS.items():
+        if name not in headers:
+            headers[name] = value

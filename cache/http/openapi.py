@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Config
-from ..errors import all_error_types
+from .problems import PROBLEMS
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _CREATED = {
@@ -137,15 +137,15 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "/openapi.json": {"get": _op("This document", {"200": {"description": "OpenAPI"}})},
     }
     responses = {
-        f"Problem{cls.status}": {
-            "description": cls.title,
+        f"Problem{problem.status}": {
+            "description": problem.title,
             "content": {
                 "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
             },
         }
-        for cls in reversed(all_error_types())
+        for problem in reversed(PROBLEMS.values())
     }
-    problem_types = sorted({cls.slug for cls in all_error_types()})
+    problem_types = sorted({problem.slug for problem in PROBLEMS.values()})
     return {
         "openapi": "3.1.0",
         "info": {

@@ -13,12 +13,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import BadRequest, InvalidParameter, NotFound, Unauthorized
+from ..errors import BadRequest, InvalidParameter, NotFound
 from ..intake.blocklist import normalise_sha256
 from ..item import is_valid_id
 from ..runtime import RUNTIME, Runtime
 from ..store.api import Receipt
-from .middleware import read_json_object
+from .body import read_json_object
+from .problems import Unauthorized
 
 MAX_IDS_PER_PURGE = 10_000
 MAX_LISTED_ITEMS = 10_000

@@ -9,24 +9,16 @@ from typing import Any
 from aiohttp import web
 
 from ..config import TtlConfig
-from ..errors import CacheError, InvalidParameter, NotFound, ServiceUnavailable
-from ..intake.fetch import RESULT_LABELS
+from ..errors import InvalidParameter, NotFound, ServiceUnavailable
 from ..intake.thumbnail import MIN_SIZE, make_thumbnail
 from ..item import Item
 from ..runtime import RUNTIME, Runtime
-from ..store.api import ReadinessProbe
-from .middleware import read_json_object
+from .body import read_json_object, read_upload
+from .middleware import IMAGE_HEADERS
 from .openapi import openapi_document
 
 MAX_READS_CAP = 1_000_000
 DEFAULT_THUMBNAIL = 256
-IMAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Robots-Tag": "noindex, nofollow, noarchive",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 def _number(name: str, raw: Any, kind: type[int] | type[float]) -> float:
@@ -88,7 +80,12 @@ async def upload(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     ttl, max_reads = parse_lifetime(request.query, rt.config.ttl)
     max_bytes = rt.config.limits.max_upload_bytes
-    item = await rt.intake.admit_upload(request, max_bytes, ttl=ttl, max_reads=max_reads)
+    item = await rt.intake.admit_upload(
+        request.content_length,
+        lambda: read_upload(request, max_bytes),
+        ttl=ttl,
+        max_reads=max_reads,
+    )
     return _created(item)
 
 
@@ -102,21 +99,7 @@ async def fetch(request: web.Request) -> web.Response:
     url = params.get("url")
     if not isinstance(url, str) or not url:
         raise InvalidParameter("url must be a non-empty string")
-    try:
-        fetched = await rt.fetcher.fetch(url)
-    except CacheError as exc:
-        rt.metrics.fetch.labels(RESULT_LABELS.get(type(exc), "remote_error")).inc()
-        rt.intake.reject(exc, "fetch")
-        raise
-    try:
-        item = await rt.intake.admit(
-            fetched.body, ttl=ttl, max_reads=max_reads, source="fetch", source_host=fetched.host
-        )
-    except CacheError as exc:
-        rt.metrics.fetch.labels("not_image" if exc.status in (415, 422) else "refused").inc()
-        raise
-    rt.metrics.fetch.labels("ok").inc()
-    return _created(item)
+    return _created(await rt.intake.admit_fetch(url, ttl=ttl, max_reads=max_reads))
 
 
 async def read_image(request: web.Request) -> web.Response:
@@ -161,10 +144,9 @@ async def readyz(request: web.Request) -> web.Response:
     rt: Runtime = request.app[RUNTIME]
     if not rt.ready:
         raise ServiceUnavailable(f"not ready: {rt.not_ready_reason}")
-    if isinstance(rt.store, ReadinessProbe):
-        reason = await rt.store.unready_reason()
-        if reason is not None:
-            raise ServiceUnavailable(f"not ready: {reason}")
+    reason = await rt.store.unready_reason()
+    if reason is not None:
+        raise ServiceUnavailable(f"not ready: {reason}")
     return web.json_response({"status": "ready", "items": len(rt.store)})
 
 

@@ -1,42 +1,60 @@
-"""The one path every image takes: ingest -> blocklist -> store, with rejections counted.
+"""The one path every image takes: inspect -> blocklist -> store, with refusals recorded.
 
 Uploads and fetched bodies both come through here, so a rule added to one cannot be
-missed by the other.
+missed by the other. Intake knows no HTTP: the route hands it a body reader (uploads) or a
+URL (fetches), and a refusal leaves as a domain error that the route layer answers. How a
+refusal is named in the audit log and metrics (status, slug) is the route layer's word,
+handed in as `classify`.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+from collections.abc import Awaitable, Callable
 
 from ..clock import Clock
-from ..errors import Blocklisted, CacheError, CacheFull
+from ..errors import (
+    Blocklisted,
+    CacheError,
+    CacheFull,
+    ImageTooLarge,
+    InvalidImage,
+    UnsupportedFormat,
+)
 from ..item import ImageFacts, Item
 from ..proof.audit import AuditLog
 from ..proof.metrics import Metrics
 from ..store.api import ItemStore
-from ..store.local.memory import zero
+from ..wipe import zero
 from .blocklist import Blocklist
-from .inspect import Ingest, read_upload
+from .fetch import RESULT_LABELS, Fetcher
+from .inspect import InspectorPool
+
+Classify = Callable[[CacheError], tuple[int, str]]  # a refusal -> (status, slug)
+ReadBody = Callable[[], Awaitable[bytearray]]
+NOT_AN_IMAGE = (UnsupportedFormat, InvalidImage, ImageTooLarge)
 
 
 class Intake:
     def __init__(
         self,
-        ingest: Ingest,
+        inspector: InspectorPool,
         blocklist: Blocklist,
         store: ItemStore,
+        fetcher: Fetcher,
         metrics: Metrics,
         audit: AuditLog,
         clock: Clock,
+        classify: Classify,
     ) -> None:
-        self.ingest = ingest
+        self.inspector = inspector
         self.blocklist = blocklist
         self.store = store
+        self.fetcher = fetcher
         self._metrics = metrics
         self._audit = audit
         self._clock = clock
+        self._classify = classify
         self._in_flight = 0  # bytes of uploads admitted early and not yet stored or refused
-        self._clock = clock
 
     async def admit(
         self,
@@ -50,7 +68,7 @@ class Intake:
         """Store `data` if it is an allowed image; the caller's buffer is zeroed either way."""
         facts: ImageFacts | None = None
         try:
-            facts = await self.ingest.inspect(data)
+            facts = await self.inspector.inspect(data)
             self.blocklist.check(facts)
             return await self.store.put(data, facts, ttl, max_reads, source, source_host)
         except CacheError as exc:
@@ -62,12 +80,13 @@ class Intake:
             zero(data)  # the backend holds its own copy now, or nothing was kept
 
     async def admit_upload(
-        self, request: web.Request, max_bytes: int, *, ttl: float, max_reads: int | None
+        self, expected: int | None, read_body: ReadBody, *, ttl: float, max_reads: int | None
     ) -> Item:
         """An upload from its first byte: refused (503) before the body is read when it
         cannot fit, counting the bodies already being read, so under a flood a body that
-        would be refused is never buffered and what is buffered stays within capacity."""
-        expected = request.content_length or 1
+        would be refused is never buffered and what is buffered stays within capacity.
+        `expected` is the declared length (None when unknown)."""
+        expected = expected or 1
         try:
             if not self.store.has_room(self._in_flight + expected):
                 raise CacheFull("the cache is full; retry later", self._retry_after())
@@ -77,13 +96,32 @@ class Intake:
         self._in_flight += expected
         try:
             try:
-                data = await read_upload(request, max_bytes)
+                data = await read_body()
             except CacheError as exc:
                 self.reject(exc, "upload")
                 raise
             return await self.admit(data, ttl=ttl, max_reads=max_reads, source="upload")
         finally:
             self._in_flight -= expected
+
+    async def admit_fetch(self, url: str, *, ttl: float, max_reads: int | None) -> Item:
+        """Fetch `url` under the fetch policy, then admit the body like an upload."""
+        metrics = self._metrics
+        try:
+            fetched = await self.fetcher.fetch(url)
+        except CacheError as exc:
+            metrics.fetch.labels(RESULT_LABELS.get(type(exc), "remote_error")).inc()
+            self.reject(exc, "fetch")
+            raise
+        try:
+            item = await self.admit(
+                fetched.body, ttl=ttl, max_reads=max_reads, source="fetch", source_host=fetched.host
+            )
+        except CacheError as exc:
+            metrics.fetch.labels("not_image" if isinstance(exc, NOT_AN_IMAGE) else "refused").inc()
+            raise
+        metrics.fetch.labels("ok").inc()
+        return item
 
     def _retry_after(self) -> float:
         earliest = self.store.earliest_deadline()
@@ -97,11 +135,12 @@ class Intake:
         sha256: str | None = None,
         size: int | None = None,
     ) -> None:
-        self._metrics.rejected.labels(error.slug).inc()
+        status, slug = self._classify(error)
+        self._metrics.rejected.labels(slug).inc()
         self._audit.emit(
             "rejected",
-            reason=error.slug,
-            status=error.status,
+            reason=slug,
+            status=status,
             source=source,
             source_host=source_host,
             sha256=sha256,

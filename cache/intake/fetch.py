@@ -37,6 +37,7 @@ from ..errors import (
     InvalidUrl,
     PayloadTooLarge,
 )
+from ..wipe import zero
 from .fetch_policy import (
     IPAddress,
     Target,
@@ -57,7 +58,6 @@ RESULT_LABELS: dict[type[CacheError], str] = {
     FetchTimeout: "timeout",
     PayloadTooLarge: "too_large",
 }
-RESULT_OK = "ok"
 
 
 @dataclass(frozen=True)
@@ -266,6 +266,6 @@ class Fetcher:
             body += chunk
             if len(body) > self.max_bytes:
                 response.close()  # drop the connection: an endless body stops here
-                body[:] = bytes(len(body))  # best-effort wipe, as for stored items
+                zero(body)  # best effort, as for stored items
                 raise PayloadTooLarge(f"the image at {target.host} is over {self.max_bytes} bytes")
         return body

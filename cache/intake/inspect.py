@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
-from aiohttp import BodyPartReader, web
 from PIL import Image, ImageFile
 
 from ..config import LimitsConfig
-from ..errors import BadRequest, ImageTooLarge, InvalidImage, PayloadTooLarge, UnsupportedFormat
+from ..errors import ImageTooLarge, InvalidImage, UnsupportedFormat
 from ..item import ImageFacts
 
 MEDIA_TYPES = {
@@ -28,7 +26,6 @@ MEDIA_TYPES = {
     "BMP": "image/bmp",
 }
 _BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
-_CHUNK = 64 * 1024
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -50,49 +47,6 @@ def sniff(data: bytes | bytearray) -> str | None:
     ):
         return "BMP"
     return None
-
-
-async def read_capped(read_chunk: Callable[[int], Awaitable[bytes]], max_bytes: int) -> bytearray:
-    """Read a stream into memory, refusing (413) the moment it passes `max_bytes`."""
-    body = bytearray()
-    while chunk := await read_chunk(_CHUNK):
-        if len(body) + len(chunk) > max_bytes:
-            body[:] = bytes(len(body))
-            raise PayloadTooLarge(f"the image is over the {max_bytes}-byte limit")
-        body += chunk
-    return body
-
-
-async def read_upload(request: web.Request, max_bytes: int) -> bytearray:
-    """The upload's bytes: raw body, or the multipart field `file`, streamed, never spooled."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"the image is over the {max_bytes}-byte limit")
-    if request.content_type.startswith("multipart/"):
-        body = await _read_multipart_file(request, max_bytes)
-    else:
-        body = await read_capped(request.content.read, max_bytes)
-    if not body:
-        raise BadRequest("the request has no image bytes")
-    return body
-
-
-async def _read_multipart_file(request: web.Request, max_bytes: int) -> bytearray:
-    try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                return await read_capped(lambda size: part.read_chunk(size), max_bytes)
-            # Any other field is read through and dropped, under the same cap.
-            await read_capped(lambda size: _drain(part, size), max_bytes)
-    except (ValueError, AssertionError, RuntimeError) as exc:
-        raise BadRequest(f"malformed multipart body: {exc}") from None
-    raise BadRequest("the multipart body has no field named 'file'")
-
-
-async def _drain(part: object, size: int) -> bytes:
-    if isinstance(part, BodyPartReader):
-        return await part.read_chunk(size)
-    return b""
 
 
 class Inspector:
@@ -156,7 +110,7 @@ class Inspector:
         return frames
 
 
-class Ingest:
+class InspectorPool:
     """Runs the inspector off the event loop: a 20 MB decode must not stall other requests."""
 
     def __init__(self, limits: LimitsConfig, executor: Executor | None = None) -> None:

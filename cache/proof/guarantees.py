@@ -217,12 +217,16 @@ class Guarantees:
         path = self._storage
         if not path:
             return CheckResult(name, "fail", "storage.path is empty")
+        return self._on_ram(name, path, path)
+
+    def _on_ram(self, name: str, path: str, label: str) -> CheckResult:
+        """ok when `path` is on tmpfs or ramfs; `label` names it in the reason."""
         fs = sysfacts.filesystem(path, self._mountinfo)
         if fs.is_ram is None:
             return CheckResult(name, "unknown", f"{path}: cannot tell its filesystem ({fs.name})")
         if fs.is_ram:
-            return CheckResult(name, "ok", f"{path} is on {fs.name}")
-        return CheckResult(name, "fail", f"{path} is on {fs.name}, not tmpfs or ramfs")
+            return CheckResult(name, "ok", f"{label} is on {fs.name}")
+        return CheckResult(name, "fail", f"{label} is on {fs.name}, not tmpfs or ramfs")
 
     def _swap_safe(self, name: str) -> CheckResult:
         swaps = sysfacts.active_swaps(os.path.join(self._proc, "swaps"))
@@ -256,12 +260,7 @@ class Guarantees:
 
     def _tmpdir_safe(self, name: str) -> CheckResult:
         tmp = tempfile.gettempdir()
-        fs = sysfacts.filesystem(tmp, self._mountinfo)
-        if fs.is_ram is None:
-            return CheckResult(name, "unknown", f"{tmp}: cannot tell its filesystem ({fs.name})")
-        if fs.is_ram:
-            return CheckResult(name, "ok", f"temp dir {tmp} is on {fs.name}")
-        return CheckResult(name, "fail", f"temp dir {tmp} is on {fs.name}, not tmpfs or ramfs")
+        return self._on_ram(name, tmp, f"temp dir {tmp}")
 
     def _no_disk_writes(self, name: str) -> CheckResult:
         current = self._write_bytes()

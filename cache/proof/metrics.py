@@ -149,6 +149,3 @@ class Metrics:
         observe_residency = self.residency.observe
         for residency in residencies:
             observe_residency(residency)
-
-    def record_release(self, reason: str, lag: float, residency: float) -> None:
-        self.record_releases(reason, [lag], [residency])

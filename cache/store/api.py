@@ -1,16 +1,21 @@
-"""What every store offers: the local `Store` (memory, tmpfs) and the `SharedStore` (redis).
+"""The one store seam: what routes, intake, expiry and the app know about a store.
 
-Routes, intake and expiry depend on these types only, never on one store's internals.
+Two stores stand behind it: `local` (an index in this process, bytes in memory or tmpfs)
+and `redis` (index, counters and bytes in Redis, shared by several nodes). Each builds
+itself from config (`cache.store.build_store`) and hands the app what it needs to run:
+its periodic jobs, its readiness, its start-up and its shutdown. Nothing outside a
+store's own package names a concrete store or backend class.
+
+Figures that only make sense per node say so in their docstring below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Protocol, runtime_checkable
 
 from ..item import ImageFacts, Item
-from .local.backend import Backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,21 +40,52 @@ class Capacity:
     max_items: int
 
 
-class ItemStore(Protocol):
-    """What routes, intake and expiry need of a store: the local `Store` (memory, tmpfs)
-    and a store shared by several nodes (redis) both provide it."""
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Periodic work a store asks the app to schedule (APScheduler, on the loop)."""
 
-    backend: Backend
+    seconds: float
+    run: Callable[[], Awaitable[object]]  # a coroutine function (or a partial of one)
+    name: str
 
-    def __len__(self) -> int: ...
-    def oldest_age(self) -> float: ...
-    def earliest_deadline(self) -> float | None: ...
+
+class ItemStore(ABC):
+    """Items with deadlines. Contract, kept by every store (and checked by one test
+    suite run over each, `tests/store/test_contract.py`):
+
+    - A missing, expired, purged or malformed id is `NotFound`, all alike.
+    - Nothing is served at or after an item's deadline, whatever the timer did.
+    - `put` reserves capacity and refuses with `CacheFull` (never evicts); after `close`
+      it refuses with `ServiceUnavailable`.
+    - Every release (timer, sweep, delete, read limit, admin, shutdown) is recorded once:
+      a receipt, a `purged` audit line, the metrics (`records.ReleaseRecorder`).
+    - An item purged on or after its deadline is purged with reason `ttl`.
+    """
+
+    # -- state -----------------------------------------------------------------------
+    @abstractmethod
+    def __len__(self) -> int:
+        """Items held (on a shared store: in the whole cache, as last seen)."""
+
+    @abstractmethod
+    def oldest_age(self) -> float:
+        """Age in seconds of the oldest item (on a shared store: that this node stored)."""
+
+    @abstractmethod
+    def earliest_deadline(self) -> float | None:
+        """The earliest deadline (monotonic) this node's exact timer must act on."""
+
+    @abstractmethod
     def has_room(self, size: int) -> bool:
         """A cheap early answer, before an upload is read: False means it cannot fit now.
         True is only a hint; `put` reserves for real."""
-        ...
 
-    def on_new_deadline(self, listener: Callable[[float], None]) -> None: ...
+    @abstractmethod
+    def on_new_deadline(self, listener: Callable[[float], None]) -> None:
+        """`listener(deadline)` runs after every insert: the expiry timer re-arms on it."""
+
+    # -- items -----------------------------------------------------------------------
+    @abstractmethod
     async def put(
         self,
         data: bytes | bytearray | memoryview,
@@ -58,23 +94,56 @@ class ItemStore(Protocol):
         max_reads: int | None,
         source: str,
         source_host: str | None = None,
-    ) -> Item: ...
-    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes]: ...
-    async def meta(self, item_id: str) -> Item: ...
-    async def list_items(self, sha256: str | None = None) -> list[Item]: ...
-    async def delete(self, item_id: str, reason: str = "delete") -> Receipt | None: ...
-    async def purge_expired(self) -> list[Receipt]: ...
+    ) -> Item:
+        """Hold a copy of `data` until `ttl` seconds from now."""
+
+    @abstractmethod
+    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes]:
+        """The bytes of a live item. `count=True` uses up a read; the read that uses the
+        last of `max_reads` releases the item (reason `read_limit`)."""
+
+    @abstractmethod
+    async def meta(self, item_id: str) -> Item:
+        """A live item's metadata; never uses up a read."""
+
+    @abstractmethod
+    async def list_items(self, sha256: str | None = None) -> list[Item]:
+        """Items held, oldest first (all, or those with one SHA-256); ops use only."""
+
+    # -- releases --------------------------------------------------------------------
+    @abstractmethod
+    async def delete(self, item_id: str, reason: str = "delete") -> Receipt | None:
+        """Release one item; None (a 404) when unknown or already past its deadline."""
+
+    @abstractmethod
+    async def purge_expired(self) -> list[Receipt]:
+        """Release what is due: the cost is what expired, never a scan of what is held."""
+
+    @abstractmethod
     async def purge_ids(self, ids: list[str], reason: str = "admin") -> list[Receipt]: ...
+
+    @abstractmethod
     async def purge_sha256(self, sha256: str, reason: str = "admin") -> list[Receipt]: ...
-    async def purge_all(self, reason: str) -> list[Receipt]: ...
-    async def purge_leftovers(self) -> int: ...
-    async def purge_orphans(self) -> int: ...
-    async def close(self) -> list[Receipt]: ...
 
+    @abstractmethod
+    async def purge_all(self, reason: str) -> list[Receipt]:
+        """Every item (on a shared store: of every node), and any bytes no item owns."""
 
-@runtime_checkable
-class ReadinessProbe(Protocol):
-    """A store whose storage lives elsewhere (redis) and may be unreachable: `/readyz`
-    asks it. A local store has nothing to ask and does not implement it."""
+    # -- life ------------------------------------------------------------------------
+    @abstractmethod
+    async def start(self) -> None:
+        """Before the listener accepts: the store's own checks, then destroy what a
+        previous process left (counted as `startup`). Raises StartupRefused."""
 
-    async def unready_reason(self) -> str | None: ...
+    @abstractmethod
+    def jobs(self) -> list[Job]:
+        """Periodic work of this store (orphan scans, re-checks) for the app to schedule."""
+
+    async def unready_reason(self) -> str | None:
+        """Why `/readyz` should answer 503 now; None when ready (a local store always is)."""
+        return None
+
+    @abstractmethod
+    async def close(self) -> list[Receipt]:
+        """Refuse new items, purge what this node holds (reason `shutdown`), then
+        release clients and handles."""

@@ -8,6 +8,8 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable
 
+from ...wipe import zero
+
 # glibc keeps freed blocks of the size of query images in its heaps: after a burst has
 # expired, RSS would stay at the burst's peak. Past this many freed bytes, the backend asks
 # malloc_trim(0) to hand whole free pages back to the kernel (off the loop: it walks heaps),
@@ -97,10 +99,3 @@ class MemoryBackend:
         if self._trim_again:
             self._freed = max(self._freed, 1)  # what was freed meanwhile is still in the heap
             self._maybe_trim()
-
-
-def zero(buffer: bytearray) -> None:
-    """Overwrite in place: no reallocation (the old bytes do not linger elsewhere) and no
-    temporary buffer of zeros as large as the image."""
-    if buffer:
-        ctypes.memset((ctypes.c_char * len(buffer)).from_buffer(buffer), 0, len(buffer))

@@ -21,9 +21,11 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from ...item import is_valid_id
-from .keys import RedisClient, RedisKeys, payload
+from .codec import payload, text
+from .keys import LUA_KEYS, RedisClient, RedisKeys
 from .link import RETRYABLE, ScriptLine
-from .scripts import RELEASE, SHA_ADD, WRITE, Counters, text
+from .scripts import RELEASE, RELEASE_HELD, SHA_ADD, WRITE, Counters
+from .tuning import PIPELINE_RETRIES, RELEASE_CHUNK
 
 # KEYS: data, meta. -> "sha256 size created_ms deadline_ms" of the item this call deleted,
 # or nil. DEL answers a positive count to exactly one caller: only that node counts it.
@@ -41,15 +43,18 @@ return f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
 # KEYS: counters, ledger, sizes. ARGV: key prefix, "id shard" pairs (space-separated).
 # -> {bytes, items, lines}: a line "n sha256 size created_ms deadline_ms" per item this
 # call deleted (n: its place, from 1). DEL and the ledger's ZREM count each item once.
-TAKE_MANY = """
+TAKE_MANY = (
+    LUA_KEYS
+    + RELEASE_HELD
+    + """
 local prefix, out, n, by_shard, gone = ARGV[1], {}, 0, {}, {}
 for id, shard in string.gmatch(ARGV[2], '(%S+) (%S+)') do
   n = n + 1
-  local data, meta = prefix .. '{' .. id .. '}:data', prefix .. '{' .. id .. '}:meta'
+  local data, meta = data_key(prefix, id), meta_key(prefix, id)
   local f = redis.call('HMGET', meta, 'sha256', 'size', 'created_ms', 'deadline_ms')
   if redis.call('DEL', data, meta) > 0 and f[1] then
     out[#out + 1] = n .. ' ' .. f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
-    redis.call('SREM', prefix .. '{sha:' .. f[1] .. '}', id)
+    redis.call('SREM', sha_key(prefix, f[1]), id)
     gone[#gone + 1] = id
   end
   local members = by_shard[shard]
@@ -57,32 +62,13 @@ for id, shard in string.gmatch(ARGV[2], '(%S+) (%S+)') do
   members[#members + 1] = id
 end
 for shard, members in pairs(by_shard) do
-  redis.call('ZREM', prefix .. '{dl:' .. shard .. '}', unpack(members))
+  redis.call('ZREM', shard_key(prefix, shard), unpack(members))
 end
-local freed, count = 0, 0
-if #gone > 0 then
-  local scores = redis.call('ZMSCORE', KEYS[2], unpack(gone))
-  local held = {}
-  for i = 1, #gone do
-    if scores[i] then held[#held + 1] = gone[i] end
-  end
-  if #held > 0 then
-    redis.call('ZREM', KEYS[2], unpack(held))
-    for _, size in ipairs(redis.call('HMGET', KEYS[3], unpack(held))) do
-      freed = freed + tonumber(size or '0')
-    end
-    redis.call('HDEL', KEYS[3], unpack(held))
-    count = #held
-  end
-end
-local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - freed)
-local items = redis.call('HINCRBY', KEYS[1], 'items', 0 - count)
-return {bytes, items, table.concat(out, '\\n')}
+local counters = release_held(gone)
+return {counters[1], counters[2], table.concat(out, '\\n')}
 """
+)
 
-TAKE_CHUNK = 512  # items per TAKE_MANY call: Redis runs one script at a time
-RELEASE_CHUNK = 1000
-PIPELINE_RETRIES = 3  # as the client's own retry policy (cache.app)
 AGAIN = (NoScriptError, *RETRYABLE)
 
 
@@ -165,10 +151,6 @@ class Batches:
         self._take, self._take_many = script(TAKE), script(TAKE_MANY)
         self._release, self._sha_add, self._write = script(RELEASE), script(SHA_ADD), script(WRITE)
 
-    @property
-    def _cap_keys(self) -> list[str]:
-        return [self._keys.counters, self._keys.ledger, self._keys.sizes]
-
     async def pipeline(self, calls: Sequence[Call]) -> list[Any]:
         """Every call in one non-transactional pipeline; replies (or errors) in place. A
         script Redis does not know yet (NOSCRIPT: never ran) is loaded and sent again; a
@@ -206,7 +188,7 @@ class Batches:
             return TakeResult([], [])
         if self._single is None:
             return await self.take_pipelined(valid)
-        return taken_from(valid, await self._take_many(self._cap_keys, self.take_args(valid)))
+        return taken_from(valid, await self._take_many(self._keys.capacity, self.take_args(valid)))
 
     @asynccontextmanager
     async def stream(self) -> AsyncIterator[TakeStream]:
@@ -216,7 +198,7 @@ class Batches:
         if self._single is None:
             yield TakeStream(self, None)
             return
-        async with ScriptLine(self._single, self._take_many, self._cap_keys) as line:
+        async with ScriptLine(self._single, self._take_many, self._keys.capacity) as line:
             yield TakeStream(self, line)
 
     def take_args(self, ids: list[str]) -> list[str]:
@@ -252,7 +234,7 @@ class Batches:
         released = [i for i, _ in taken]
         for start in range(0, len(released), RELEASE_CHUNK):
             chunk = released[start : start + RELEASE_CHUNK]
-            calls.append(Call(self._release, self._cap_keys, chunk))
+            calls.append(Call(self._release, self._keys.capacity, chunk))
         replies = await self.pipeline(calls)
         for reply in replies:
             if isinstance(reply, BaseException):

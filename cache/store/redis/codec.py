@@ -1,4 +1,4 @@
-"""An item's metadata as a Redis hash, and back.
+"""What goes into Redis and comes back: an item's metadata as a hash, replies as text.
 
 Times in Redis are wall-clock Unix ms: a monotonic reading means nothing on another
 machine. Read back on a node, they become that node's monotonic times again, so the rest of
@@ -7,44 +7,38 @@ the service (lag, residency, `Item.ttl`) works as with a local store.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
+from typing import Any
 
 from ...clock import Clock
-from ...item import ImageFacts, Item, new_id
+from ...item import Item
+
+
+def text(value: object) -> str:
+    """A reply (bytes from redis-py, or anything else) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def as_map(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """HGETALL as redis-py returns it -> {field: value} as text."""
+    return {text(k): text(v) for k, v in raw.items()}
+
+
+def from_json(raw: bytes | str) -> dict[str, str]:
+    """Metadata as the META_JSON script encodes it -> {field: value} as text."""
+    return {str(k): text(v) for k, v in json.loads(raw).items()}
+
+
+def payload(data: bytes | bytearray | memoryview) -> bytes | memoryview:
+    """What redis-py can send without a copy (it refuses a bytearray, not a view of one)."""
+    return memoryview(data) if isinstance(data, bytearray) else data
 
 
 def wall_ms(seconds: float) -> int:
     """Unix ms, rounded down: a deadline stored a fraction early is never served late."""
     return math.floor(seconds * 1000)
-
-
-def new_item(
-    clock: Clock,
-    facts: ImageFacts,
-    ttl: float,
-    max_reads: int | None,
-    source: str,
-    source_host: str | None,
-) -> Item:
-    """A new item, stored now: monotonic times for this node, wall times for every node."""
-    now, wall = clock.monotonic(), clock.wall()
-    return Item(
-        id=new_id(),
-        sha256=facts.sha256,
-        size=facts.size,
-        media_type=facts.media_type,
-        width=facts.width,
-        height=facts.height,
-        frames=facts.frames,
-        created=now,
-        deadline=now + ttl,
-        created_wall=wall,
-        deadline_wall=wall + ttl,
-        reads_left=max_reads,
-        source=source,
-        source_host=source_host,
-    )
 
 
 def encode(item: Item) -> dict[str, str]:

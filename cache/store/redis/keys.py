@@ -1,12 +1,13 @@
-"""Bytes in Redis or Valkey (one server or a cluster), shared by every service node.
+"""Every Redis key name of the shared store, in one place, for Python and for Lua.
 
-Both keys of an item share a hash tag, `{prefix}{<id>}:data` and `{prefix}{<id>}:meta`, so
-the scripts that touch both run on a cluster too. Every key carries a PX TTL: if every
-node is gone, Redis drops the bytes itself. Redis frees a deleted value without
-overwriting it (overwriting first would send the whole payload to replicas once more):
-unlike the memory backend, no best-effort zeroing happens here.
+Both keys of an item share a hash tag, `{prefix}{<id>}:data` and `{prefix}{<id>}:meta`,
+so the scripts that touch both run on a cluster too. The deadline index is split over
+`tuning.SHARDS` sorted sets, each its own hash tag, so that on a cluster it is not one hot
+slot. The capacity counters, the ledger of reservations and their sizes share the `{cap}`
+tag, so one script updates them together.
 
-The client is built by the app factory (`cache.app`); this module never reads config.
+A script that builds key names itself (TAKE_MANY, on one server) gets them from
+`LUA_KEYS`, generated here from the same shapes: the names cannot drift apart.
 """
 
 from __future__ import annotations
@@ -20,31 +21,45 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from ...item import is_valid_id
+from .codec import text
+from .tuning import SHARDS
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 
-# The deadline index is split over this many sorted sets, each its own hash tag, so that on
-# a cluster it is not one hot slot.
-SHARDS = 16
-PURGE_CHUNK = 1000  # deletes per pipeline in purge_all
+# Each key with one variable part: prefix + head + part + tail.
+SHAPES: dict[str, tuple[str, str]] = {
+    "data": ("{", "}:data"),  # an item's bytes
+    "meta": ("{", "}:meta"),  # an item's metadata (a hash)
+    "shard": ("{dl:", "}"),  # one shard of the deadline index (a sorted set of ids)
+    "sha": ("{sha:", "}"),  # ids held with one SHA-256 (a set)
+}
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def _lua_function(name: str, head: str, tail: str) -> str:
+    return f"local function {name}_key(p, x) return p .. '{head}' .. x .. '{tail}' end\n"
+
+
+# Lua functions `data_key(prefix, id)`, `meta_key`, `shard_key(prefix, n)`, `sha_key`.
+LUA_KEYS = "".join(_lua_function(name, *shape) for name, shape in SHAPES.items())
 
 
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
-    """Where everything lives. One place, so the scripts and the scans cannot disagree
-    (the single-server batch scripts of `cache.redis_batch` spell the same names in Lua)."""
-
     prefix: str
 
+    def _key(self, shape: str, part: str) -> str:
+        head, tail = SHAPES[shape]
+        return f"{self.prefix}{head}{part}{tail}"
+
     def data(self, item_id: str) -> str:
-        return f"{self.prefix}{{{item_id}}}:data"
+        return self._key("data", item_id)
 
     def meta(self, item_id: str) -> str:
-        return f"{self.prefix}{{{item_id}}}:meta"
+        return self._key("meta", item_id)
 
     def shard(self, n: int) -> str:
-        return f"{self.prefix}{{dl:{n}}}"
+        return self._key("shard", str(n))
 
     def shard_number(self, item_id: str) -> int:
         return zlib.crc32(item_id.encode()) % SHARDS
@@ -56,7 +71,7 @@ class RedisKeys:
         return [self.shard(n) for n in range(SHARDS)]
 
     def sha(self, sha256: str) -> str:
-        return f"{self.prefix}{{sha:{sha256}}}"
+        return self._key("sha", sha256)
 
     @property
     def counters(self) -> str:
@@ -74,80 +89,20 @@ class RedisKeys:
         return f"{self.prefix}{{cap}}:size"
 
     @property
+    def capacity(self) -> list[str]:
+        """KEYS of every capacity script: counters, ledger, sizes."""
+        return [self.counters, self.ledger, self.sizes]
+
+    @property
     def data_pattern(self) -> str:
-        return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "{*}:data"
+        head, tail = SHAPES["data"]
+        return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + head + "*" + tail
 
     def id_of_data_key(self, key: bytes | str) -> str | None:
-        text = key.decode() if isinstance(key, bytes) else key
-        head, tail = self.prefix + "{", "}:data"
-        if not (text.startswith(head) and text.endswith(tail)):
+        name = text(key)
+        head, tail = SHAPES["data"]
+        head = self.prefix + head
+        if not (name.startswith(head) and name.endswith(tail)):
             return None
-        item_id = text[len(head) : -len(tail)]
+        item_id = name[len(head) : -len(tail)]
         return item_id if is_valid_id(item_id) else None
-
-
-def payload(data: bytes | bytearray | memoryview) -> bytes | memoryview:
-    """What redis-py can send without a copy (it refuses a bytearray, not a view of one)."""
-    return memoryview(data) if isinstance(data, bytearray) else data
-
-
-def checked(item_id: str) -> str:
-    """An id becomes part of a key only if this service could have made it."""
-    if not is_valid_id(item_id):
-        raise ValueError("invalid item id")
-    return item_id
-
-
-class RedisBackend:
-    """The bytes-level contract on Redis; the shared store adds metadata, deadlines and
-    capacity on top of the same keys, with scripts that keep each step atomic."""
-
-    name = "redis"
-
-    def __init__(self, client: RedisClient, prefix: str, backstop_ms: int) -> None:
-        self.client = client
-        self.layout = RedisKeys(prefix)
-        self.backstop_ms = backstop_ms  # PX of keys written through put(): never unbounded
-
-    async def put(self, item_id: str, data: bytes | bytearray | memoryview) -> None:
-        key = self.layout.data(checked(item_id))
-        if not await self.client.set(key, payload(data), nx=True, px=self.backstop_ms):
-            raise KeyError(f"id already held: {item_id}")
-
-    async def get(self, item_id: str) -> bytes | None:
-        value = await self.client.get(self.layout.data(checked(item_id)))
-        return value.encode() if isinstance(value, str) else value
-
-    async def delete(self, item_id: str) -> bool:
-        checked(item_id)
-        deleted = await self.client.delete(self.layout.data(item_id), self.layout.meta(item_id))
-        return bool(deleted)
-
-    async def delete_many(self, item_ids: list[str]) -> int:
-        """`delete` for a batch: one non-transactional pipeline (split by node on a
-        cluster), not a round trip per item. How many were held."""
-        if not item_ids:
-            return 0
-        pipe = self.client.pipeline(transaction=False)
-        for item_id in item_ids:
-            pipe.delete(self.layout.data(checked(item_id)), self.layout.meta(item_id))
-        return sum(1 for deleted in await pipe.execute() if deleted)
-
-    async def purge_all(self) -> int:
-        """Every item's keys, found by SCAN on every primary (the indexes are the store's)."""
-        ids = sorted(await self.keys())
-        count = 0
-        for start in range(0, len(ids), PURGE_CHUNK):
-            count += await self.delete_many(ids[start : start + PURGE_CHUNK])
-        return count
-
-    async def keys(self) -> set[str]:
-        found: set[str] = set()
-        async for key in self.client.scan_iter(match=self.layout.data_pattern, count=1000):
-            item_id = self.layout.id_of_data_key(key)
-            if item_id is not None:
-                found.add(item_id)
-        return found
-
-    async def close(self) -> None:
-        await self.client.aclose()

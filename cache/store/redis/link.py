@@ -1,7 +1,7 @@
 """How the shared store talks to Redis when Redis may be gone: every failure becomes a 503
 the client can retry, an outage is logged when it starts and when it ends (not once per
 sweep), and the operations in flight are bounded so that the client's connection pool
-(`MAX_CONNECTIONS`) is never exhausted; batches are pipelines, one connection each.
+(`tuning.MAX_CONNECTIONS`) is never exhausted; batches are pipelines, one connection each.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...errors import StorageUnavailable
 from ...proof.metrics import Metrics
+from .codec import text
+from .tuning import OPERATIONS, RETRY_AFTER
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-OPERATIONS = 64  # store operations in flight per node; each uses at most two connections
-MAX_CONNECTIONS = 256  # the client's pool (per cluster node): well above the bound
-RETRY_AFTER = 1.0
 
 
 class RedisLink:
@@ -139,6 +138,6 @@ class ScriptLine:
             return await self._conn.read_response()
         except NoScriptError:
             loaded = await self._client.script_load(self._script.script)
-            self._script.sha = loaded.decode() if isinstance(loaded, bytes) else str(loaded)
+            self._script.sha = text(loaded)
             await self._write()
             return await self._conn.read_response()

@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 from ...errors import StartupRefused
 from ...proof.guarantees import CheckResult
 from ...proof.metrics import Metrics
+from .codec import text
 from .keys import RedisClient
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,6 @@ class NodeFacts:
         return found
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def _node_facts(client: RedisClient) -> list[NodeFacts]:
     if isinstance(client, RedisCluster):
         await client.initialize()
@@ -83,9 +80,9 @@ async def _node_facts(client: RedisClient) -> list[NodeFacts]:
 
 
 def _facts(name: str, config: Mapping[Any, Any], info: Mapping[str, Any]) -> NodeFacts:
-    settings = {_text(k): _text(v) for k, v in config.items()}
-    role = _text(info.get("role", "master"))
-    return NodeFacts(name, settings, role, int(_text(info.get("connected_slaves", 0))))
+    settings = {text(k): text(v) for k, v in config.items()}
+    role = text(info.get("role", "master"))
+    return NodeFacts(name, settings, role, int(text(info.get("connected_slaves", 0))))
 
 
 async def check_persistence(client: RedisClient) -> CheckResult:

@@ -15,51 +15,48 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from typing import TypeAlias
 
-from ...clock import Clock, wall_of
+from ...clock import Clock
 from ...item import Item, is_valid_id
-from ...proof.audit import AuditLog
 from ...proof.metrics import Metrics
 from ..api import Receipt
-from .batching import RELEASE_CHUNK, TAKE_CHUNK, Batches, Taken, TakeResult
-from .codec import decode, wall_ms
-from .keys import RedisBackend
+from ..records import Gone, ReleaseRecorder, gone
+from .batching import Batches, Taken, TakeResult
+from .codec import decode, text, wall_ms
+from .keys import RedisClient, RedisKeys
 from .link import RedisLink
 from .ownership import Mine
 from .scripts import Counters, Scripts
+from .tuning import (
+    BUSY_SLACK_MS,
+    BUSY_SWEEP_BATCH,
+    LEDGER_BATCH,
+    RELEASE_CHUNK,
+    SWEEP_BATCH,
+    TAKE_CHUNK,
+)
 
 log = logging.getLogger(__name__)
-SWEEP_BATCH = 500  # due entries taken per index shard per round
-BUSY_SWEEP_BATCH = 32  # the same, while this node's own items fall due (one round)
-BUSY_SLACK_MS = 250  # then only entries due this long ago (this node's own go sooner)
-LEDGER_BATCH = 10_000  # stale reservations handled per ledger scan
-
-
-# An item this node deleted: id, sha256, size, created (wall s), created and deadline (on
-# the monotonic clock), reason.
-Gone: TypeAlias = tuple[str, str, int, float, float, float, str]
 
 
 class Releaser:
     def __init__(
         self,
-        backend: RedisBackend,
+        client: RedisClient,
+        keys: RedisKeys,
         clock: Clock,
         metrics: Metrics,
-        audit: AuditLog,
-        grace: float,
+        recorder: ReleaseRecorder,
         mine: dict[str, Mine],
         link: RedisLink,
     ) -> None:
-        self._client = backend.client
-        self._keys = backend.layout
-        self.scripts = self._scripts = Scripts(backend.client, backend.layout)
-        self.batches = self._batches = Batches(backend.client, backend.layout)
+        self._client = client
+        self._keys = keys
+        self.scripts = self._scripts = Scripts(client, keys)
+        self.batches = self._batches = Batches(client, keys)
         self._clock = clock
         self._metrics = metrics
-        self._audit = audit
-        self._grace = grace
+        self._recorder = recorder
         self._mine = mine  # the store's: items this node stored
         self._link = link
         self.counters = Counters(0, 0)  # the whole cache, as last seen
@@ -79,52 +76,14 @@ class Releaser:
     def record(self, item: Item, reason: str) -> Receipt:
         """Metrics, audit line and receipt for one item that this node deleted."""
         self._mine.pop(item.id, None)
-        times = (item.created_wall, item.created, item.deadline)
-        return self._record([(item.id, item.sha256, item.size, *times, reason)])[0]
-
-    def _record(self, gone: list[Gone], at: float | None = None) -> list[Receipt]:
-        """Metrics, audit lines and receipts for items this node deleted (by `at`, on the
-        monotonic clock; default now), in one go: one audit write, a list per figure."""
-        now = self._clock.monotonic() if at is None else at
-        purged_at = round(wall_of(self._clock, now), 6)
-        lags = [now - g[5] for g in gone]
-        residencies = [now - g[4] for g in gone]
-        lags_ms = [round(lag * 1000, 3) for lag in lags]
-        receipts = [
-            Receipt(i, sha, size, round(created_wall, 6), purged_at, why, lag_ms)
-            for (i, sha, size, created_wall, _, _, why), lag_ms in zip(gone, lags_ms, strict=True)
-        ]
-        self._audit.emit_many(
-            "purged",
-            [
-                {
-                    "id": g[0],
-                    "sha256": g[1],
-                    "size": g[2],
-                    "reason": g[6],
-                    "lag_ms": lag_ms,
-                    "residency_ms": round(residency * 1000, 3),
-                }
-                for g, lag_ms, residency in zip(gone, lags_ms, residencies, strict=True)
-            ],
-        )
-        reasons = {g[6] for g in gone}
-        for why in reasons:
-            picked = [n for n, g in enumerate(gone) if g[6] == why] if len(reasons) > 1 else []
-            why_lags = [lags[n] for n in picked] if picked else lags
-            why_residencies = [residencies[n] for n in picked] if picked else residencies
-            self._metrics.record_releases(why, why_lags, why_residencies)
-            late = sum(1 for lag in why_lags if lag > self._grace) if why == "ttl" else 0
-            if late:
-                self._metrics.ttl_violations.inc(late)
-        return receipts
+        return self._recorder.record([gone(item, reason)])[0]
 
     def _gone(self, taken: list[Taken], reason: str, now_ms: int) -> list[Gone]:
         """Each item with its times on this node's monotonic clock (exact for the items it
         stored, converted from wall ms for the others) and its reason: `ttl` when it was
         due at `now_ms`, when its TAKE was sent."""
         offset = self._clock.monotonic() - self._clock.wall()
-        mine, gone = self._mine, []
+        mine, released = self._mine, []
         for t in taken:
             created_wall = t.created_ms / 1000
             local = mine.get(t.id)
@@ -133,8 +92,8 @@ class Releaser:
             else:
                 created, deadline = created_wall + offset, t.deadline_ms / 1000 + offset
             why = "ttl" if now_ms >= t.deadline_ms else reason
-            gone.append((t.id, t.sha256, t.size, created_wall, created, deadline, why))
-        return gone
+            released.append((t.id, t.sha256, t.size, created_wall, created, deadline, why))
+        return released
 
     async def _settle(
         self, now_ms: int, result: TakeResult, reason: str, record: bool, at: float | None = None
@@ -142,8 +101,8 @@ class Releaser:
         """After a TAKE (sent at `now_ms`, answered at `at`, default now): record what this
         node deleted, then the index and capacity updates (on one server TAKE_MANY made them
         already). Raises the TAKE's failure after cleaning up what did succeed."""
-        gone = self._gone(result.taken, reason, now_ms) if record else []
-        receipts = self._record(gone, at) if gone else []
+        released = self._gone(result.taken, reason, now_ms) if record else []
+        receipts = self._recorder.record(released, at)
         mine = self._mine
         for item_id in result.done:
             mine.pop(item_id, None)
@@ -255,5 +214,4 @@ class Releaser:
 
 def valid_ids(members: Iterable[bytes | str]) -> set[str]:
     """Members of an index set that could be ids (anything else never becomes a key)."""
-    text = (m.decode() if isinstance(m, bytes) else m for m in members)
-    return {m for m in text if is_valid_id(m)}
+    return {m for m in map(text, members) if is_valid_id(m)}

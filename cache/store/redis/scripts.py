@@ -9,11 +9,10 @@ them and every node judges a deadline by the same wall clock it wrote it with.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from .codec import from_json, text
 from .keys import RedisClient, RedisKeys
 
 # KEYS: counters, ledger, sizes. ARGV: id, size, deadline_ms, max_bytes, max_items.
@@ -35,21 +34,36 @@ items = redis.call('HINCRBY', KEYS[1], 'items', 1)
 return {1, bytes, items}
 """
 
-# KEYS: counters, ledger, sizes. ARGV: ids. -> {bytes, items, released}. Only an id still in
-# the ledger is released (ZREM answers 1 to exactly one caller): a release never doubles.
-RELEASE = """
-local freed, count = 0, 0
-for i = 1, #ARGV do
-  if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
-    freed = freed + tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
-    redis.call('HDEL', KEYS[3], ARGV[i])
-    count = count + 1
+# A Lua function for scripts whose KEYS start with counters, ledger, sizes (`keys.capacity`):
+# give back the capacity reserved for `ids` -> {bytes, items, released}. Only an id still in
+# the ledger is released (ZREM answers to exactly one caller): a release never doubles.
+RELEASE_HELD = """
+local function release_held(ids)
+  local held, seen, freed = {}, {}, 0
+  if #ids > 0 then
+    local scores = redis.call('ZMSCORE', KEYS[2], unpack(ids))
+    for i = 1, #ids do
+      if scores[i] and not seen[ids[i]] then
+        seen[ids[i]] = true
+        held[#held + 1] = ids[i]
+      end
+    end
   end
+  if #held > 0 then
+    redis.call('ZREM', KEYS[2], unpack(held))
+    for _, size in ipairs(redis.call('HMGET', KEYS[3], unpack(held))) do
+      freed = freed + tonumber(size or '0')
+    end
+    redis.call('HDEL', KEYS[3], unpack(held))
+  end
+  local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - freed)
+  local items = redis.call('HINCRBY', KEYS[1], 'items', 0 - #held)
+  return {bytes, items, #held}
 end
-local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - freed)
-local items = redis.call('HINCRBY', KEYS[1], 'items', 0 - count)
-return {bytes, items, count}
 """
+
+# KEYS: counters, ledger, sizes. ARGV: ids. -> {bytes, items, released}.
+RELEASE = RELEASE_HELD + "return release_held(ARGV)\n"
 
 # KEYS: data, meta. ARGV: px, bytes, then meta field/value pairs. Both keys or neither;
 # keys already there mean a retried call that had succeeded (ids are 128 random bits).
@@ -133,20 +147,6 @@ class ReadResult:
     meta: Mapping[str, str] | None = None
 
 
-def text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def as_map(raw: Mapping[Any, Any]) -> dict[str, str]:
-    """HGETALL as redis-py returns it -> {field: value} as text."""
-    return {text(k): text(v) for k, v in raw.items()}
-
-
-def from_json(raw: bytes | str) -> dict[str, str]:
-    """Metadata as META_JSON encodes it -> {field: value} as text."""
-    return {str(k): text(v) for k, v in json.loads(raw).items()}
-
-
 class Scripts:
     def __init__(self, client: RedisClient, layout: RedisKeys) -> None:
         self._layout = layout
@@ -154,15 +154,11 @@ class Scripts:
         self._release = client.register_script(RELEASE)
         self._read = client.register_script(READ)
 
-    @property
-    def _cap_keys(self) -> list[str]:
-        return [self._layout.counters, self._layout.ledger, self._layout.sizes]
-
     async def reserve(
         self, item_id: str, size: int, deadline_ms: int, max_bytes: int, max_items: int
     ) -> Reservation:
         reply = await self._reserve(
-            keys=self._cap_keys, args=[item_id, size, deadline_ms, max_bytes, max_items]
+            keys=self._layout.capacity, args=[item_id, size, deadline_ms, max_bytes, max_items]
         )
         counters = Counters(int(reply[1]), int(reply[2]))
         if int(reply[0]) == 1:
@@ -172,7 +168,7 @@ class Scripts:
 
     async def release(self, ids: Sequence[str]) -> tuple[Counters, int]:
         """-> the counters after, and how many of `ids` were still reserved."""
-        reply = await self._release(keys=self._cap_keys, args=list(ids))
+        reply = await self._release(keys=self._layout.capacity, args=list(ids))
         return Counters(int(reply[0]), int(reply[1])), int(reply[2])
 
     async def read(self, item_id: str, now_ms: int, count: bool) -> ReadResult:

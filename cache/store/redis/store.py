@@ -1,58 +1,66 @@
 """The store shared by several nodes: Redis holds the items, the deadline index and the
 capacity counters, so any node can serve, delete or purge any item.
 
-Each node keeps an exact timer for the items it stored (`shared_own`: a heap on its
+Each node keeps an exact timer for the items it stored (`ownership`: a heap on its
 monotonic clock); its sweep also takes due entries from the shared deadline index, so the
 items of a node that died are purged by the others. Shared deadlines are wall-clock Unix
 ms: monotonic clocks differ between machines. Releases (and counting each one once) are
-in `shared_release`, batched Redis work in `redis_batch`, talking to a Redis that may be
-gone in `redis_calls`.
+in `release`, batched Redis work in `batching`, talking to a Redis that may be gone in
+`link`, key names in `keys`, Lua in `scripts`, every constant in `tuning`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
 from ...clock import Clock
 from ...errors import CacheFull, NotFound, ServiceUnavailable, StorageUnavailable
-from ...item import ImageFacts, Item, is_valid_id
+from ...item import ImageFacts, Item, is_valid_id, new_item
 from ...proof.audit import AuditLog
 from ...proof.metrics import Metrics
-from ..api import Capacity, Receipt
-from ..local.backend import Backend
-from .batching import TAKE_CHUNK
-from .codec import encode, new_item, wall_ms
-from .keys import RedisBackend
+from ..api import Capacity, ItemStore, Job, Receipt
+from ..records import ReleaseRecorder
+from .codec import as_map, encode, wall_ms
+from .keys import RedisClient, RedisKeys
 from .link import RedisLink
 from .ownership import OwnItems
+from .persistence import enforce_no_persistence, refresh
 from .release import Releaser, valid_ids
-from .scripts import EXPIRED, LAST_READ, MISSING, Counters, as_map
+from .scripts import EXPIRED, LAST_READ, MISSING, Counters
+from .tuning import (
+    FULL_HINT_SECONDS,
+    INDEX_SWEEP_EVERY,
+    LEDGER_SCAN_INTERVAL,
+    LEDGER_SLACK_MS,
+    LIST_CHUNK,
+    PERSISTENCE_CHECK_INTERVAL,
+    PROBE_TIMEOUT,
+    RETRY_DELAY,
+    RUN_SECONDS,
+    TAKE_CHUNK,
+)
 
 log = logging.getLogger(__name__)
-LEDGER_SLACK_MS = 5_000  # clock skew allowed between nodes before a reservation is stale
-PROBE_TIMEOUT = 1.0
-LIST_CHUNK = 1000
-RETRY_DELAY = 1.0  # after a failed purge, the exact timer waits this long
-FULL_HINT_SECONDS = 1.0  # how long a "full" answer from RESERVE refuses uploads unread
-INDEX_SWEEP_EVERY = 0.2  # s: while this node's own items fall due, sweep the index this often
-RUN_SECONDS = 0.01  # one purge takes batches that fall due for this long, then yields
 
 
-class SharedStore:
+class RedisStore(ItemStore):
     def __init__(
         self,
-        backend: RedisBackend,
+        client: RedisClient,
+        keys: RedisKeys,
         clock: Clock,
         metrics: Metrics,
         audit: AuditLog,
         capacity: Capacity,
         grace: float,
+        allow_persistence: bool = False,
     ) -> None:
-        self.backend: Backend = backend
-        self._client = backend.client
-        self._keys = backend.layout
+        self._client = client
+        self._keys = keys
+        self._allow_persistence = allow_persistence
         self._clock = clock
         self._metrics = metrics
         self._audit = audit
@@ -67,10 +75,20 @@ class SharedStore:
         self._purging = asyncio.Lock()
         self._closed = False
         self._listeners: list[Callable[[float], None]] = []
-        self._releaser = Releaser(backend, clock, metrics, audit, grace, self._mine, self.link)
+        recorder = ReleaseRecorder(clock, metrics, audit, grace)
+        self._releaser = Releaser(client, keys, clock, metrics, recorder, self._mine, self.link)
         self._scripts = self._releaser.scripts
         self._batches = self._releaser.batches
         metrics.watch_oldest_age(self.oldest_age)
+
+    @property
+    def client(self) -> RedisClient:
+        """For this package's tools and tests; never on `ItemStore`."""
+        return self._client
+
+    @property
+    def keys(self) -> RedisKeys:
+        return self._keys
 
     # -- reading state -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -130,6 +148,15 @@ class SharedStore:
                     if raw:
                         items.append(self._releaser.item(item_id, as_map(raw)))
         return sorted(items, key=lambda it: it.created)
+
+    async def _scan_ids(self) -> set[str]:
+        """Every item's id with a data key, found by SCAN on every primary."""
+        found: set[str] = set()
+        async for key in self._client.scan_iter(match=self._keys.data_pattern, count=1000):
+            item_id = self._keys.id_of_data_key(key)
+            if item_id is not None:
+                found.add(item_id)
+        return found
 
     async def _ids(self, sha256: str | None) -> list[str]:
         """Ids from the sha256 set, or from every shard of the deadline index."""
@@ -246,7 +273,7 @@ class SharedStore:
     async def purge_all(self, reason: str) -> list[Receipt]:
         """Every item of every node: the index, plus any item keys a SCAN finds."""
         async with self.link.call("purge"):
-            ids = set(await self._ids(None)) | await self.backend.keys()
+            ids = set(await self._ids(None)) | await self._scan_ids()
             return await self._releaser.take(sorted(ids), reason)
 
     async def purge_expired(self) -> list[Receipt]:
@@ -293,13 +320,29 @@ class SharedStore:
             pass  # the next scan does it
         return 0
 
+    async def start(self) -> None:
+        """Refuse a Redis that writes to disk (unless allowed), then purge what is due."""
+        await enforce_no_persistence(self._client, self._allow_persistence, self._metrics)
+        await self.purge_leftovers()
+
+    def jobs(self) -> list[Job]:
+        recheck = functools.partial(refresh, self._client, self._metrics)
+        return [
+            Job(LEDGER_SCAN_INTERVAL, self.purge_orphans, "orphans"),
+            Job(PERSISTENCE_CHECK_INTERVAL, recheck, "redis_persistence"),
+        ]
+
     async def close(self) -> list[Receipt]:
         """Refuse new items, then purge the items this node stored (reason `shutdown`).
         Items of other nodes stay: those nodes serve them and purge them on time."""
+        if self._closed:
+            return []
         self._closed = True
+        receipts: list[Receipt] = []
         try:
             async with self.link.call("shutdown"):
-                return await self._releaser.take(list(self._mine), "shutdown")
+                receipts = await self._releaser.take(list(self._mine), "shutdown")
         except StorageUnavailable:
             log.warning("shutdown purge failed: Redis drops the items at deadline + grace")
-            return []
+        await self._client.aclose()
+        return receipts

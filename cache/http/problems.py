@@ -1,0 +1,116 @@
+"""Where a domain refusal becomes an HTTP answer: status, stable slug, title, headers.
+
+RFC 9457 problem+json. Clients and alerts match on the `type` slug, never on `detail`. The
+table is keyed by exception class and read along the class's MRO, so a subclass without a
+row answers as its parent does. Nothing below `cache.http` knows any of this.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from .. import errors as e
+
+PROBLEM_BASE = "https://query-cache.invalid/problems/"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class Unauthorized(e.CacheError):
+    """The ops listener's bearer token is missing or wrong."""
+
+
+class MethodNotAllowed(e.CacheError):
+    """The route exists, the method does not."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    status: int
+    slug: str
+    title: str
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+
+PROBLEMS: dict[type[e.CacheError], Problem] = {
+    e.CacheError: Problem(500, "internal-error", "Internal error"),
+    e.BadRequest: Problem(400, "bad-request", "Malformed request"),
+    e.InvalidParameter: Problem(400, "invalid-parameter", "Invalid parameter"),
+    e.InvalidUrl: Problem(400, "invalid-url", "URL not allowed"),
+    Unauthorized: Problem(401, "unauthorized", "Missing or wrong bearer token"),
+    e.FetchForbidden: Problem(403, "fetch-destination-forbidden", "Fetch destination not allowed"),
+    e.NotFound: Problem(404, "not-found", "No such image"),
+    MethodNotAllowed: Problem(405, "method-not-allowed", "Method not allowed"),
+    e.PayloadTooLarge: Problem(413, "payload-too-large", "Image too large"),
+    e.UnsupportedFormat: Problem(415, "unsupported-format", "Not an allowed image format"),
+    e.InvalidImage: Problem(422, "invalid-image", "Not a valid image"),
+    e.ImageTooLarge: Problem(422, "image-dimensions-exceeded", "Image dimensions over the cap"),
+    e.Blocklisted: Problem(451, "blocklisted", "Image refused by the blocklist"),
+    e.ServiceUnavailable: Problem(503, "unavailable", "Service not ready"),
+    e.CacheFull: Problem(503, "cache-full", "Cache full"),
+    e.StorageUnavailable: Problem(503, "storage-unavailable", "Storage unavailable"),
+    e.InsufficientStorage: Problem(507, "insufficient-storage", "Storage write failed"),
+    e.FetchFailed: Problem(502, "fetch-failed", "Remote fetch failed"),
+    e.FetchTimeout: Problem(504, "fetch-timeout", "Remote fetch timed out"),
+}
+
+# aiohttp's own refusals (no route, wrong method, body over client_max_size).
+BY_STATUS: dict[int, type[e.CacheError]] = {
+    400: e.BadRequest,
+    404: e.NotFound,
+    405: MethodNotAllowed,
+    413: e.PayloadTooLarge,
+}
+
+
+def problem_of(error: e.CacheError | type[e.CacheError]) -> Problem:
+    cls = error if isinstance(error, type) else type(error)
+    for klass in cls.__mro__:
+        problem = PROBLEMS.get(klass)
+        if problem is not None:
+            return problem
+    return PROBLEMS[e.CacheError]
+
+
+def status_and_slug(error: e.CacheError) -> tuple[int, str]:
+    """What the audit log and the `rejected` metric record of a refusal."""
+    problem = problem_of(error)
+    return problem.status, problem.slug
+
+
+def headers_of(error: e.CacheError) -> dict[str, str]:
+    if isinstance(error, e.ServiceUnavailable):
+        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, Unauthorized):
+        return {"WWW-Authenticate": 'Bearer realm="query-cache-ops"'}
+    return {}
+
+
+def problem_body(error: e.CacheError, instance: str | None = None) -> dict[str, Any]:
+    problem = problem_of(error)
+    body: dict[str, Any] = {
+        "type": problem.type_uri,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": error.detail or problem.title,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(error.extra)
+    return body
+
+
+def problem_response(error: e.CacheError, instance: str | None = None) -> web.Response:
+    """Render `error` as an application/problem+json response."""
+    return web.Response(
+        status=problem_of(error).status,
+        text=json.dumps(problem_body(error, instance)),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers={"Cache-Control": "no-store", **headers_of(error)},
+    )
