@@ -9,7 +9,10 @@ LOCK := requirements.lock
 
 .PHONY: install lock run test lint typecheck pytest system-deps bench bench-quick soak clean
 
+# system-deps.sh build: g++ (pdqhash builds from its sdist) and, for Debian's own python3,
+# python3-dev; nothing else (make run needs no redis or prometheus).
 $(STAMP): pyproject.toml $(LOCK)
+	PYTHON=$(PYTHON) scripts/system-deps.sh build
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)

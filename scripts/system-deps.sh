@@ -1,15 +1,40 @@
 #!/usr/bin/env bash
-# Install the real servers the tests and benches run, when they are missing.
-# Debian/Ubuntu package names; needs root (CI runs as root).
+# Install the system packages this project needs, when they are missing (Debian/Ubuntu
+# package names; installing needs root, as in CI).
+#
+#   scripts/system-deps.sh build   what `make install` needs: a C++ compiler for pdqhash
+#                                  (built from its sdist), plus Python.h when the venv's
+#                                  interpreter is Debian's own python3 without python3-dev
+#                                  (and python3-venv, for `python3 -m venv`).
+#   scripts/system-deps.sh         the real servers the tests and benches run (redis-server,
+#                                  prometheus/promtool, memcached, wrk, ...), never mocked.
 set -euo pipefail
-declare -A need=(
-  [redis-server]=redis-server [redis-cli]=redis-tools [promtool]=prometheus
-  [prometheus]=prometheus [memcached]=memcached [wrk]=wrk [unshare]=util-linux [ip]=iproute2
-)
+declare -A need=()
 missing=()
-for cmd in "${!need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
-done
+if [ "${1:-}" = "build" ]; then
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  python=${PYTHON:-python3}
+  include=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  # Debian's own python3 has no ensurepip without python3-venv: `python3 -m venv` fails.
+  if ! "$python" -c 'import ensurepip' >/dev/null 2>&1; then
+    case "$include" in /usr/include/*) missing+=(python3-venv) ;; esac
+  fi
+  if [ ! -f "$include/Python.h" ]; then
+    case "$include" in
+      /usr/include/*) missing+=(python3-dev) ;;  # Debian's own python3
+      *) echo "system-deps: $include/Python.h is missing: $python cannot build C extensions" >&2
+         exit 1 ;;
+    esac
+  fi
+else
+  need=(
+    [redis-server]=redis-server [redis-cli]=redis-tools [promtool]=prometheus
+    [prometheus]=prometheus [memcached]=memcached [wrk]=wrk [unshare]=util-linux [ip]=iproute2
+  )
+  for cmd in "${!need[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+  done
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -ne 0 ]; then
