@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TextIO
 
@@ -25,6 +26,8 @@ from .intake.admission import Intake
 from .intake.blocklist import Blocklist
 from .intake.fetch import Fetcher, Resolver, allow_hosts_warning
 from .intake.inspect import InspectorPool
+from .intake.thumbnail import Thumbnails
+from .intake.work import WorkPool
 from .proof.audit import AuditLog
 from .proof.guarantees import Guarantees
 from .proof.metrics import Metrics
@@ -39,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GUARANTEE_INTERVAL = 60.0
+# Request work threads (checks, hashing, thumbnails): zlib, SHA-256 and Pillow release
+# the GIL, so a thread per core keeps them busy without queueing behind the loop.
+WORK_THREADS = max(2, os.cpu_count() or 2)
 JSON_BODY_LIMIT = 64 * 1024  # fetch requests and admin calls; uploads have their own cap
 
 
@@ -63,7 +69,8 @@ def build_runtime(
     kind = "redis" if redis_client is not None else kind
     blocklist = Blocklist.from_files(config.blocklist.sha256_files)
     fetcher = Fetcher(config.fetch, config.limits.max_upload_bytes, resolver=resolver)
-    inspector = InspectorPool(config.limits)
+    work = WorkPool(WORK_THREADS, config.limits.decode_budget_bytes)
+    inspector = InspectorPool(config.limits, work)
     runtime = Runtime(
         config=config,
         clock=clock,
@@ -72,6 +79,8 @@ def build_runtime(
         store=store,
         intake=Intake(inspector, blocklist, store, fetcher, metrics, audit, clock, status_and_slug),
         blocklist=blocklist,
+        work=work,
+        thumbnails=Thumbnails(store, work),
         guarantees=Guarantees(config, kind, config.storage.path if kind == "tmpfs" else None),
         timer=ExpiryTimer(store, clock),
         sweeper=Sweeper(store, metrics, clock),
@@ -113,6 +122,7 @@ async def stop(rt: Runtime) -> None:
     await rt.timer.drain()
     await rt.store.close()
     await rt.intake.fetcher.close()
+    rt.work.close()
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

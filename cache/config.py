@@ -18,6 +18,9 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 ALL_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
 BACKENDS = ("memory", "tmpfs", "redis")
+PDQ_MODES = ("auto", "on", "off")
+LOOPS = ("auto", "uvloop", "asyncio")
+VERIFY_LEVELS = ("structure", "decode")
 
 
 class ConfigError(ValueError):
@@ -29,6 +32,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     shutdown_timeout: float = 10.0
+    loop: str = "auto"  # uvloop when it is installed (Linux), else asyncio
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class LimitsConfig:
     max_frames: int = 256
     formats: tuple[str, ...] = ALL_FORMATS
     max_thumbnail_size: int = 1024
+    verify: str = "structure"  # walk the container ("structure") or decode it ("decode")
+    decode_budget_bytes: int = 256 * MiB  # decoded pixels in flight, all requests together
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,17 @@ class GuaranteesConfig:
 @dataclass(frozen=True)
 class BlocklistConfig:
     sha256_files: tuple[str, ...] = ()
+    md5_files: tuple[str, ...] = ()
+    sha1_files: tuple[str, ...] = ()
     pdq_files: tuple[str, ...] = ()
+    pdq_mode: str = "auto"  # auto: on when pdq_files is not empty
     pdq_max_distance: int = 31
+    pdq_min_quality: int = 50
+
+    @property
+    def pdq_on(self) -> bool:
+        """Whether every accepted image gets a PDQ hash (and PDQ lists are matched)."""
+        return self.pdq_mode == "on" or (self.pdq_mode == "auto" and bool(self.pdq_files))
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.port": _port,
     "server.shutdown_timeout": _positive,
     "ops.port": _port,
+    "server.loop": _one_of(LOOPS),
     "storage.backend": _one_of(BACKENDS),
     "storage.max_bytes": _positive,
     "storage.max_items": _positive,
@@ -152,15 +168,17 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "limits.max_frames": _positive,
     "limits.formats": _formats,
     "limits.max_thumbnail_size": _positive,
+    "limits.verify": _one_of(VERIFY_LEVELS),
+    "limits.decode_budget_bytes": _positive,
     "fetch.connect_timeout": _positive,
     "fetch.timeout": _positive,
     "fetch.max_redirects": lambda v: None if v >= 0 else "must be zero or more",
     "fetch.ports": _ports,
     "fetch.allow_hosts": _host_ports,
-    "blocklist.pdq_files": lambda v: (
-        "PDQ matching is not built in this version; leave it empty" if v else None
-    ),
-    "blocklist.pdq_max_distance": lambda v: None if 0 <= v <= 256 else "must be 0-256",
+    "blocklist.pdq_mode": _one_of(PDQ_MODES),
+    # Multi-index hashing (16-bit words) stops paying off past 63 bits; PDQ advises 31.
+    "blocklist.pdq_max_distance": lambda v: None if 0 <= v <= 63 else "must be 0-63",
+    "blocklist.pdq_min_quality": lambda v: None if 0 <= v <= 100 else "must be 0-100",
 }
 
 

@@ -14,6 +14,8 @@ from .clock import Clock
 from .config import Config
 from .intake.admission import Intake
 from .intake.blocklist import Blocklist
+from .intake.thumbnail import Thumbnails
+from .intake.work import WorkPool
 from .proof.audit import AuditLog
 from .proof.guarantees import Guarantees
 from .proof.metrics import Metrics
@@ -30,6 +32,8 @@ class Runtime:
     store: ItemStore
     intake: Intake
     blocklist: Blocklist
+    work: WorkPool
+    thumbnails: Thumbnails
     guarantees: Guarantees
     timer: ExpiryTimer
     sweeper: Sweeper

@@ -18,14 +18,37 @@ from ..wipe import zero
 _CHUNK = 64 * 1024
 
 
-async def read_capped(read_chunk: Callable[[int], Awaitable[bytes]], max_bytes: int) -> bytearray:
-    """Read a stream into memory, refusing (413) the moment it passes `max_bytes`."""
+async def read_capped(
+    read_chunk: Callable[[int], Awaitable[bytes]], max_bytes: int, expected: int | None = None
+) -> bytearray:
+    """Read a stream into one buffer, refusing (413) the moment it passes `max_bytes`.
+
+    With the length known (`expected`), the buffer is allocated once at that size and each
+    chunk is copied into place: one copy from the parser's chunks, no regrowth."""
+    if expected is None:
+        return await _read_growing(read_chunk, max_bytes)
+    body = bytearray(expected)
+    filled = 0
+    while chunk := await read_chunk(_CHUNK):
+        end = filled + len(chunk)
+        if end > expected:  # more than declared: the parser should not let this happen
+            zero(body)
+            raise PayloadTooLarge(f"the image is over the {max_bytes}-byte limit")
+        body[filled:end] = chunk
+        filled = end
+    if filled != expected:
+        zero(body)
+        raise BadRequest(f"the body ended after {filled} of {expected} declared bytes")
+    return body
+
+
+async def _read_growing(read_chunk: Callable[[int], Awaitable[bytes]], max_bytes: int) -> bytearray:
     body = bytearray()
     while chunk := await read_chunk(_CHUNK):
         if len(body) + len(chunk) > max_bytes:
             zero(body)
             raise PayloadTooLarge(f"the image is over the {max_bytes}-byte limit")
-        body += chunk
+        body += chunk  # bytearray grows geometrically: amortised one copy
     return body
 
 
@@ -36,10 +59,27 @@ async def read_upload(request: web.Request, max_bytes: int) -> bytearray:
     if request.content_type.startswith("multipart/"):
         body = await _read_multipart_file(request, max_bytes)
     else:
-        body = await read_capped(request.content.read, max_bytes)
+        body = await read_capped(_any(request), max_bytes, _plain_length(request))
     if not body:
         raise BadRequest("the request has no image bytes")
     return body
+
+
+def _any(request: web.Request) -> Callable[[int], Awaitable[bytes]]:
+    """Whole chunks as the parser made them (`readany`): `read(n)` would slice them."""
+    content = request.content
+
+    async def read(_: int) -> bytes:
+        return await content.readany()
+
+    return read
+
+
+def _plain_length(request: web.Request) -> int | None:
+    """The declared length of an unencoded body (None when chunked or compressed)."""
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        return None
+    return request.content_length
 
 
 async def _read_multipart_file(request: web.Request, max_bytes: int) -> bytearray:

@@ -19,6 +19,8 @@ from ..runtime import LISTENER, RUNTIME
 from .problems import BY_STATUS, problem_of, problem_response
 
 log = logging.getLogger(__name__)
+# Methods with a series of their own; any other token a client sends counts as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 # Every public answer: nothing is cached, sniffed or indexed.
 PUBLIC_HEADERS = CIMultiDict(
@@ -66,8 +68,9 @@ async def problems_and_timing(request: web.Request, handler: Handler) -> web.Str
         log.exception("unhandled error on %s %s", request.method, route_label(request))
         return problem_response(CacheError("internal error"), request.path)
     finally:
-        request.app[RUNTIME].metrics.request_duration.labels(
-            request.app[LISTENER], route_label(request), request.method, str(status)
+        method = request.method if request.method in METHODS else "other"
+        request.app[RUNTIME].metrics.request_seconds(
+            request.app[LISTENER], route_label(request), method, str(status)
         ).observe(time.perf_counter() - started)
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..config import TtlConfig
 from ..errors import InvalidParameter, NotFound, ServiceUnavailable
-from ..intake.thumbnail import MIN_SIZE, make_thumbnail
+from ..intake.thumbnail import MIN_SIZE
 from ..item import Item
 from ..runtime import RUNTIME, Runtime
 from .body import read_json_object, read_upload
@@ -102,9 +102,28 @@ async def fetch(request: web.Request) -> web.Response:
     return _created(await rt.intake.admit_fetch(url, ttl=ttl, max_reads=max_reads))
 
 
-async def read_image(request: web.Request) -> web.Response:
-    item, data = await request.app[RUNTIME].store.read(request.match_info["id"])
-    return web.Response(body=data, content_type=item.media_type, headers=IMAGE_HEADERS)
+async def read_image(request: web.Request) -> web.StreamResponse:
+    """The bytes, written straight from the held buffer; a response still being written
+    at the item's deadline + ttl.grace is cut (the connection is aborted), so a slow
+    reader never receives bytes, nor holds a buffer, past that."""
+    rt = request.app[RUNTIME]
+    item, data = await rt.store.read(request.match_info["id"])
+    response = web.StreamResponse(headers=IMAGE_HEADERS)
+    response.content_type = item.media_type
+    response.content_length = len(data)
+    cut_in = item.deadline + rt.config.ttl.grace - rt.clock.monotonic()
+    try:
+        async with asyncio.timeout(cut_in):
+            await response.prepare(request)
+            await response.write(data)
+            await response.write_eof()
+    except TimeoutError:
+        rt.metrics.reads_cut.inc()
+        if request.transport is not None:
+            request.transport.abort()
+    finally:
+        del data  # the view: its buffer may be zeroed from now on
+    return response
 
 
 async def thumbnail(request: web.Request) -> web.Response:
@@ -113,10 +132,9 @@ async def thumbnail(request: web.Request) -> web.Response:
     size = int(_number("size", request.query.get("size", DEFAULT_THUMBNAIL), int))
     if not MIN_SIZE <= size <= cap:
         raise InvalidParameter(f"size must be between {MIN_SIZE} and {cap}", bound=cap)
-    item, data = await rt.store.read(request.match_info["id"], count=False)
-    loop = asyncio.get_running_loop()
-    body, media_type = await loop.run_in_executor(None, make_thumbnail, data, size)
-    rt.audit.emit("read", id=item.id, kind="thumbnail", size=size)
+    item_id = request.match_info["id"]
+    body, media_type = await rt.thumbnails.make(item_id, size)
+    rt.audit.emit("read", id=item_id, kind="thumbnail", size=size)
     return web.Response(body=body, content_type=media_type, headers=IMAGE_HEADERS)
 
 

@@ -65,19 +65,34 @@ class Intake:
         source: str,
         source_host: str | None = None,
     ) -> Item:
-        """Store `data` if it is an allowed image; the caller's buffer is zeroed either way."""
+        """Store `data` if it is an allowed image. The buffer is handed to the store (which
+        keeps it as the item's bytes, or zeroes it), or zeroed here when refused."""
         facts: ImageFacts | None = None
         try:
             facts = await self.inspector.inspect(data)
             self.blocklist.check(facts)
+        except BaseException as exc:
+            zero(data)
+            if isinstance(exc, CacheError):
+                self._refused(exc, source, source_host, facts, len(data))
+            raise
+        try:
             return await self.store.put(data, facts, ttl, max_reads, source, source_host)
         except CacheError as exc:
-            if isinstance(exc, Blocklisted):
-                self._metrics.blocklist_matches.labels(str(exc.extra.get("kind", "sha256"))).inc()
-            self.reject(exc, source, source_host, facts.sha256 if facts else None, len(data))
+            self._refused(exc, source, source_host, facts, len(data))
             raise
-        finally:
-            zero(data)  # the backend holds its own copy now, or nothing was kept
+
+    def _refused(
+        self,
+        exc: CacheError,
+        source: str,
+        source_host: str | None,
+        facts: ImageFacts | None,
+        size: int,
+    ) -> None:
+        if isinstance(exc, Blocklisted):
+            self._metrics.blocklist_matches.labels(str(exc.extra.get("kind", "sha256"))).inc()
+        self.reject(exc, source, source_host, facts.sha256 if facts else None, size)
 
     async def admit_upload(
         self, expected: int | None, read_body: ReadBody, *, ttl: float, max_reads: int | None

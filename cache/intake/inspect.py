@@ -1,22 +1,25 @@
 """Turn untrusted bytes into facts about an allowed image, or into the right 4xx.
 
-The format comes from the bytes, never from a filename or Content-Type. Pillow only ever
-sees the one format the sniffer found, and the size caps are checked from the header
-before any pixel is decoded, so a decompression bomb costs a header parse.
+The format comes from the bytes, never from a filename or Content-Type. Then, by
+`limits.verify`: "structure" (the default) walks the container without decoding pixels
+(`structure`: chunk CRCs, inflated size, markers, nothing after the end), "decode" does
+that and then has Pillow decode the pixels, within the decode budget. The caps are
+checked from the header before any bulk work, so a decompression bomb costs a header
+parse. The SHA-256 is taken in the same worker hop as the check.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
-from concurrent.futures import Executor
 
 from PIL import Image, ImageFile
 
 from ..config import LimitsConfig
 from ..errors import ImageTooLarge, InvalidImage, UnsupportedFormat
 from ..item import ImageFacts
+from . import structure
+from .work import WorkPool
 
 MEDIA_TYPES = {
     "JPEG": "image/jpeg",
@@ -27,9 +30,10 @@ MEDIA_TYPES = {
 }
 _BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+Data = bytes | bytearray | memoryview
 
 
-def sniff(data: bytes | bytearray) -> str | None:
+def sniff(data: Data) -> str | None:
     """The image format the bytes start with, or None (text, PDF, SVG... all land here)."""
     head = bytes(data[:32])
     if head.startswith(b"\xff\xd8\xff"):
@@ -49,74 +53,74 @@ def sniff(data: bytes | bytearray) -> str | None:
     return None
 
 
+def decoded_bytes(media_type: str, width: int, height: int, size: int | None = None) -> int:
+    """What decoding one frame holds at most: 4 bytes a pixel (RGBA), a JPEG decoded at
+    1/8 scale (`draft`) an eighth of that each way. `size` (a thumbnail's side) caps what
+    a JPEG draft needs."""
+    if media_type == "image/jpeg":
+        scale = 8 if size is None else max(1, min(8, min(width, height) // max(size, 1)))
+        return 4 * max(1, width // scale) * max(1, height // scale)
+    return 4 * width * height
+
+
 class Inspector:
-    """The CPU part of ingest: header caps, a real decode check, the SHA-256."""
+    """The CPU part: the structural check and the SHA-256, and the optional decode."""
 
     def __init__(self, limits: LimitsConfig) -> None:
         self.limits = limits
+        self.caps = structure.Caps(limits.max_side, limits.max_pixels, limits.max_frames)
         # Pillow's own bomb check agrees with ours; anything it flags is refused below.
         Image.MAX_IMAGE_PIXELS = limits.max_pixels
 
-    def inspect(self, data: bytes | bytearray) -> ImageFacts:
+    def inspect(self, data: Data) -> ImageFacts:
+        """Format, structure, caps and SHA-256: no pixel is decoded."""
         fmt = sniff(data)
         if fmt is None or fmt not in self.limits.formats:
             allowed = ", ".join(self.limits.formats)
             raise UnsupportedFormat(f"the bytes are not an image in an allowed format ({allowed})")
         try:
-            # One immutable copy: BytesIO shares a bytes object instead of copying it again.
-            width, height, frames = self._check(bytes(data), fmt)
-        except (ImageTooLarge, InvalidImage):
-            raise
-        except Image.DecompressionBombError:
-            raise ImageTooLarge(f"over the {self.limits.max_pixels}-pixel cap") from None
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
-            raise InvalidImage(f"the {fmt} data does not decode ({type(exc).__name__})") from None
+            shape = structure.check(data, fmt, self.caps)
+        except structure.OverCap as exc:
+            raise ImageTooLarge(str(exc)) from None
+        except structure.Malformed as exc:
+            raise InvalidImage(f"the {fmt} data is malformed: {exc}") from None
         return ImageFacts(
             sha256=hashlib.sha256(data).hexdigest(),
             size=len(data),
             media_type=MEDIA_TYPES[fmt],
-            width=width,
-            height=height,
-            frames=frames,
+            width=shape.width,
+            height=shape.height,
+            frames=shape.frames,
         )
 
-    def _check(self, data: bytes, fmt: str) -> tuple[int, int, int]:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
-            width, height = im.size
-            self._check_size(width, height)
-            frames = self._count_frames(im)
-            if fmt == "PNG":
-                im.verify()  # every chunk's CRC, IDAT included
-        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
-            if fmt == "JPEG":
-                # DCT scaling decodes at 1/8 size: every entropy-coded block is still read.
-                im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            im.load()
-        return width, height, frames
-
-    def _check_size(self, width: int, height: int) -> None:
-        limits = self.limits
-        if width <= 0 or height <= 0:
-            raise InvalidImage("the image has no pixels")
-        if width > limits.max_side or height > limits.max_side:
-            raise ImageTooLarge(f"{width}x{height} is over the {limits.max_side}-pixel side cap")
-        if width * height > limits.max_pixels:
-            raise ImageTooLarge(f"{width}x{height} is over the {limits.max_pixels}-pixel cap")
-
-    def _count_frames(self, im: Image.Image) -> int:
-        frames = int(getattr(im, "n_frames", 1))
-        if frames > self.limits.max_frames:
-            raise ImageTooLarge(f"{frames} frames is over the {self.limits.max_frames}-frame cap")
-        return frames
+    def decode(self, data: Data, facts: ImageFacts) -> None:
+        """Have Pillow decode the pixels (every frame's first pass: for a JPEG, every
+        entropy-coded block at 1/8 scale). InvalidImage when it does not decode."""
+        fmt = next(name for name, media in MEDIA_TYPES.items() if media == facts.media_type)
+        try:
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+                if fmt == "JPEG":
+                    im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(f"over the {self.limits.max_pixels}-pixel cap") from None
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+            raise InvalidImage(f"the {fmt} data does not decode ({type(exc).__name__})") from None
 
 
 class InspectorPool:
-    """Runs the inspector off the event loop: a 20 MB decode must not stall other requests."""
+    """Runs the inspector in the request work pool: nothing of it on the event loop, and a
+    decode only within the decode budget."""
 
-    def __init__(self, limits: LimitsConfig, executor: Executor | None = None) -> None:
+    def __init__(self, limits: LimitsConfig, pool: WorkPool) -> None:
         self.inspector = Inspector(limits)
-        self._executor = executor
+        self.pool = pool
+        self._decode = limits.verify == "decode"
 
-    async def inspect(self, data: bytes | bytearray) -> ImageFacts:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.inspector.inspect, data)
+    async def inspect(self, data: Data) -> ImageFacts:
+        facts = await self.pool.run(self.inspector.inspect, data)
+        if self._decode:
+            cost = decoded_bytes(facts.media_type, facts.width, facts.height)
+            async with self.pool.decoding(cost):
+                await self.pool.run(self.inspector.decode, data, facts)
+        return facts

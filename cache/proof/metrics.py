@@ -77,6 +77,11 @@ class Metrics:
             "Reads refused because the deadline had passed before the purge ran.",
             registry=r,
         )
+        self.reads_cut = Counter(
+            "cache_reads_cut",
+            "Responses still being written at deadline + grace, cut (connection aborted).",
+            registry=r,
+        )
         self.ttl_violations = Counter(
             "cache_ttl_violations",
             "Items found still held after deadline + grace. Must stay 0.",
@@ -120,6 +125,7 @@ class Metrics:
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, str, str], Histogram] = {}
         for reason in PURGE_REASONS:
             self.purged.labels(reason)
         # Series that exist from the start, so a dashboard shows 0 rather than nothing.
@@ -129,6 +135,16 @@ class Metrics:
             self.fetch.labels(result)
         for kind in ("sha256", "pdq"):
             self.blocklist_matches.labels(kind)
+
+    def request_seconds(self, listener: str, route: str, method: str, status: str) -> Histogram:
+        """The latency series of one (listener, route, method, status), resolved once:
+        `labels()` builds and hashes a key on every call, on every request. Bounded: routes
+        are the app's (or "unmatched"), methods and statuses what HTTP allows."""
+        key = (listener, route, method, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.request_duration.labels(*key)
+        return child
 
     def set_limits(self, max_bytes: int, max_items: int, ttl_max: float, grace: float) -> None:
         self.capacity_bytes.set(max_bytes)

@@ -95,12 +95,16 @@ class ItemStore(ABC):
         source: str,
         source_host: str | None = None,
     ) -> Item:
-        """Hold a copy of `data` until `ttl` seconds from now."""
+        """Hold `data` until `ttl` seconds from now. A bytearray is handed over: the store
+        keeps it as the item's buffer or zeroes it (also when it refuses); the caller must
+        not touch it again."""
 
     @abstractmethod
-    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes]:
+    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes | memoryview]:
         """The bytes of a live item. `count=True` uses up a read; the read that uses the
-        last of `max_reads` releases the item (reason `read_limit`)."""
+        last of `max_reads` releases the item (reason `read_limit`). The bytes may be a
+        read-only view of the held buffer: the store does not zero it while it is viewed,
+        and the caller drops the view as soon as the response is written (or cut)."""
 
     @abstractmethod
     async def meta(self, item_id: str) -> Item:

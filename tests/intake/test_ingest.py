@@ -23,6 +23,12 @@ async def assert_refused(
     assert metrics.get(f'cache_rejected_total{{reason="{slug}"}}', 0) >= 1
 
 
+@pytest.fixture(params=["structure", "decode"])
+async def leveled(request: pytest.FixtureRequest, make_service: ServiceFactory) -> Service:
+    """A service at each `limits.verify` level: every refusal holds under both."""
+    return await make_service(make_config(limits={"verify": request.param}))
+
+
 @pytest.mark.parametrize(
     ("name", "data", "status", "slug"),
     [
@@ -44,17 +50,20 @@ async def assert_refused(
             "invalid-image",
         ),
         ("png signature only", b"\x89PNG\r\n\x1a\n", 422, "invalid-image"),
+        ("html after the jpeg end", images.trailing_polyglot(), 422, "invalid-image"),
     ],
 )
 async def test_hostile_inputs(
-    service: Service, name: str, data: bytes, status: int, slug: str
+    leveled: Service, name: str, data: bytes, status: int, slug: str
 ) -> None:
+    service = leveled
     await assert_refused(service, data, status, slug)
     rejected = service.audit.events("rejected")
     assert rejected[-1]["reason"] == slug and "id" not in rejected[-1]
 
 
-async def test_polyglot_is_stored_but_served_as_its_image_type(service: Service) -> None:
+async def test_polyglot_is_stored_but_served_as_its_image_type(leveled: Service) -> None:
+    service = leveled
     created = await service.upload_ok(images.polyglot())
     response = await service.client.get(f"/v1/images/{created['id']}")
     assert response.content_type == "image/jpeg"

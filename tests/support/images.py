@@ -99,9 +99,20 @@ def png_bad_crc() -> bytes:
     return bytes(data)
 
 
+SCRIPT = b"<html><script>alert(document.cookie)</script></html>"
+
+
 def polyglot() -> bytes:
-    """A valid JPEG with an HTML script appended: an image to us, never served as HTML."""
-    return jpeg() + b"<html><script>alert(document.cookie)</script></html>"
+    """A valid JPEG carrying an HTML script in a comment segment: structurally an image to
+    us, stored, and never served as HTML."""
+    body = jpeg()
+    comment = b"\xff\xfe" + (len(SCRIPT) + 2).to_bytes(2, "big") + SCRIPT
+    return body[:2] + comment + body[2:]
+
+
+def trailing_polyglot() -> bytes:
+    """A valid JPEG with an HTML script after its end marker: refused (nothing may follow)."""
+    return jpeg() + SCRIPT
 
 
 HTML = b"<!doctype html><html><body><script>alert(1)</script></body></html>"

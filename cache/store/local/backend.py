@@ -14,11 +14,20 @@ class Backend(Protocol):
     name: str
 
     async def put(self, item_id: str, data: bytes | bytearray | memoryview) -> None:
-        """Hold a copy of `data` under a new id; raise InsufficientStorage if it cannot."""
+        """Hold `data` under a new id; raise InsufficientStorage if it cannot. A bytearray
+        is handed over: the backend keeps it as the item's buffer (no copy) or zeroes it
+        once its bytes are written elsewhere; the caller must not touch it again."""
         ...
 
-    async def get(self, item_id: str) -> bytes | None:
-        """A copy of the bytes, or None when the id is not held."""
+    async def get(self, item_id: str) -> bytes | memoryview | None:
+        """The bytes (a read-only view of the held buffer where the backend keeps one, so
+        a read costs no copy), or None when the id is not held. A buffer is never zeroed
+        while a view of it is still held by a response being written."""
+        ...
+
+    def settle(self) -> int:
+        """Finish releases that had to wait (a buffer still viewed by a response); how
+        many still wait. Called at every expiry purge; 0 where nothing ever waits."""
         ...
 
     async def delete(self, item_id: str) -> bool:

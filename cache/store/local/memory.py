@@ -32,16 +32,21 @@ _malloc_trim = _load_malloc_trim()
 
 
 class MemoryBackend:
-    """Each item is a `bytearray` that is zeroed in place before it is dropped.
+    """Each item is the `bytearray` its upload was read into (no copy at store), served as
+    read-only views (no copy per read), zeroed in place before it is dropped.
 
-    Zeroing is best effort: the copies made to serve a read (a `bytes` snapshot, socket
-    buffers) are freed by the allocator without being overwritten.
+    A buffer still viewed by a response being written is not zeroed under it (the client
+    would get zeros): it waits in `_doomed` until the view is gone, and is zeroed by the
+    next release or sweep (`settle`). Such a response is cut at deadline + grace by the
+    route, so the wait is bounded. Zeroing is best effort: socket buffers and the copies
+    the kernel makes are freed without being overwritten.
     """
 
     name = "memory"
 
     def __init__(self) -> None:
         self._buffers: dict[str, bytearray] = {}
+        self._doomed: list[bytearray] = []  # released, still viewed by a response
         self._freed = 0
         self._trimming: asyncio.Future[int] | None = None
         self._trim_again = False
@@ -50,11 +55,11 @@ class MemoryBackend:
     async def put(self, item_id: str, data: bytes | bytearray | memoryview) -> None:
         if item_id in self._buffers:
             raise KeyError(f"id already held: {item_id}")
-        self._buffers[item_id] = bytearray(data)
+        self._buffers[item_id] = data if isinstance(data, bytearray) else bytearray(data)
 
-    async def get(self, item_id: str) -> bytes | None:
+    async def get(self, item_id: str) -> memoryview | None:
         buffer = self._buffers.get(item_id)
-        return None if buffer is None else bytes(buffer)
+        return None if buffer is None else memoryview(buffer).toreadonly()
 
     async def delete(self, item_id: str) -> bool:
         return await self.delete_many([item_id]) == 1
@@ -65,10 +70,21 @@ class MemoryBackend:
             buffer = self._buffers.pop(item_id, None)
             if buffer is not None:
                 self._freed += len(buffer)
-                zero(buffer)
+                self._zero_unless_viewed(buffer)
                 held += 1
+        self.settle()
         self._maybe_trim()
         return held
+
+    def _zero_unless_viewed(self, buffer: bytearray) -> None:
+        if not _zeroed_unless_viewed(buffer):
+            self._doomed.append(buffer)
+
+    def settle(self) -> int:
+        """Zero the released buffers no response views any more; how many wait still."""
+        if self._doomed:
+            self._doomed = [b for b in self._doomed if not _zeroed_unless_viewed(b)]
+        return len(self._doomed)
 
     async def purge_all(self) -> int:
         return await self.delete_many(list(self._buffers))
@@ -99,3 +115,17 @@ class MemoryBackend:
         if self._trim_again:
             self._freed = max(self._freed, 1)  # what was freed meanwhile is still in the heap
             self._maybe_trim()
+
+
+def _zeroed_unless_viewed(buffer: bytearray) -> bool:
+    """Zero a released buffer unless a memoryview of it still exists; True if zeroed.
+
+    CPython keeps no public export count, but a bytearray with exports cannot be resized:
+    dropping its last byte (in place, no reallocation) raises BufferError exactly then.
+    The buffer is being released, so losing that byte costs nothing."""
+    try:
+        del buffer[len(buffer) - 1 :]
+    except BufferError:
+        return False
+    zero(buffer)
+    return True

@@ -15,6 +15,7 @@ from ...errors import CacheFull, NotFound, ServiceUnavailable
 from ...item import ImageFacts, Item, is_valid_id, new_item
 from ...proof.audit import AuditLog
 from ...proof.metrics import Metrics
+from ...wipe import zero
 from ..api import Capacity, ItemStore, Job, Receipt
 from ..deadlines import DeadlineHeap
 from ..records import ReleaseRecorder, gone
@@ -101,7 +102,12 @@ class LocalStore(ItemStore):
         source: str,
         source_host: str | None = None,
     ) -> Item:
-        self._reserve(facts.size)
+        try:
+            self._reserve(facts.size)
+        except BaseException:
+            if isinstance(data, bytearray):
+                zero(data)  # handed over and refused: nothing of it stays
+            raise
         item = new_item(self._clock, facts, ttl, max_reads, source, source_host)
         self._pending.add(item.id)
         try:
@@ -155,7 +161,7 @@ class LocalStore(ItemStore):
         self._metrics.bytes.set(self._bytes)
 
     # -- reads ---------------------------------------------------------------------------
-    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes]:
+    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes | memoryview]:
         """A counted read claims its place before any await, so concurrent readers cannot
         overdraw `max_reads`; the item is released when the last read is used up and no
         claimed read is still being served (a claimed read never finds its bytes gone)."""
@@ -205,6 +211,7 @@ class LocalStore(ItemStore):
         return (await self._release([item], reason))[0]
 
     async def purge_expired(self) -> list[Receipt]:
+        self._backend.settle()
         due = self._deadlines.pop_due(self._clock.monotonic())
         items = self._items
         return await self._release([items[item_id] for _, item_id in due], "ttl")

@@ -1,7 +1,9 @@
 """Bytes in a tmpfs folder, one file per item: a crash leaves only files the next start removes.
 
 Every store operation is one synchronous function (open, whole read or write, close) run in
-one executor hop through `aiofiles.os.wrap`, not one await per chunk. Paths are the
+one executor hop through `aiofiles.os.wrap`, not one await per chunk. Reads and writes
+(request work) and deletes (the purge path) run in thread pools of their own: a delete
+never queues behind request work, or behind anything else in the default executor. Paths are the
 validated id only, opened relative to a directory fd held from the start (`dir_fd`), so a
 folder swapped for a symlink later cannot redirect a write.
 
@@ -19,12 +21,14 @@ import errno
 import fcntl
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiofiles.os
 
 from ...errors import InsufficientStorage
 from ...item import is_valid_id
+from ...wipe import zero
 
 _CREATE = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted in the folder must not hang an executor thread on open.
@@ -221,8 +225,10 @@ class TmpfsBackend:
 
     name = "tmpfs"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], file_threads: int = 4) -> None:
         self.path = prepare_folder(path)
+        self._files = ThreadPoolExecutor(file_threads, thread_name_prefix="tmpfs-io")
+        self._purges = ThreadPoolExecutor(1, thread_name_prefix="tmpfs-purge")
         self._dir_fd = _open_folder(self.path)
         try:
             _check_folder(self.path, os.fstat(self._dir_fd))  # the folder held is the one checked
@@ -237,34 +243,43 @@ class TmpfsBackend:
 
     async def put(self, item_id: str, data: bytes | bytearray | memoryview) -> None:
         name = _name(item_id)
-        await _store_async(self._fd(), name, data)
+        try:
+            await _store_async(self._fd(), name, data, executor=self._files)
+        finally:
+            if isinstance(data, bytearray):
+                zero(data)  # handed over, and written (or refused): no copy stays here
 
     async def get(self, item_id: str) -> bytes | None:
         name = _name(item_id)
-        result: bytes | None = await _load_async(self._fd(), name)
+        result: bytes | None = await _load_async(self._fd(), name, executor=self._files)
         return result
+
+    def settle(self) -> int:
+        return 0  # reads get their own copy of a file: nothing waits
 
     async def delete(self, item_id: str) -> bool:
         name = _name(item_id)
-        result: bool = await _destroy_async(self._fd(), name)
+        result: bool = await _destroy_async(self._fd(), name, executor=self._purges)
         return result
 
     async def delete_many(self, item_ids: list[str]) -> int:
         names = [_name(item_id) for item_id in item_ids]
-        result: int = await _destroy_many_async(self._fd(), names)
+        result: int = await _destroy_many_async(self._fd(), names, executor=self._purges)
         return result
 
     async def purge_all(self) -> int:
         """Every file in the folder goes, ids or not: whatever a crash left behind.
         Subfolders (such as the TMPDIR that guarantees.py may put here) are left alone."""
-        result: int = await _purge_async(self._fd())
+        result: int = await _purge_async(self._fd(), executor=self._purges)
         return result
 
     async def keys(self) -> set[str]:
-        result: set[str] = await _ids_async(self._fd())
+        result: set[str] = await _ids_async(self._fd(), executor=self._purges)
         return result
 
     async def close(self) -> None:
+        self._files.shutdown(wait=True)
+        self._purges.shutdown(wait=True)
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
             self._dir_fd = -1

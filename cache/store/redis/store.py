@@ -21,6 +21,7 @@ from ...errors import CacheFull, NotFound, ServiceUnavailable, StorageUnavailabl
 from ...item import ImageFacts, Item, is_valid_id, new_item
 from ...proof.audit import AuditLog
 from ...proof.metrics import Metrics
+from ...wipe import zero
 from ..api import Capacity, ItemStore, Job, Receipt
 from ..records import ReleaseRecorder
 from .codec import as_map, encode, wall_ms
@@ -177,6 +178,21 @@ class RedisStore(ItemStore):
         source: str,
         source_host: str | None = None,
     ) -> Item:
+        try:
+            return await self._put(data, facts, ttl, max_reads, source, source_host)
+        finally:
+            if isinstance(data, bytearray):
+                zero(data)  # Redis holds the bytes now, or nothing was kept
+
+    async def _put(
+        self,
+        data: bytes | bytearray | memoryview,
+        facts: ImageFacts,
+        ttl: float,
+        max_reads: int | None,
+        source: str,
+        source_host: str | None,
+    ) -> Item:
         if self._closed:
             raise ServiceUnavailable("shutting down")
         item = new_item(self._clock, facts, ttl, max_reads, source, source_host)
@@ -229,7 +245,7 @@ class RedisStore(ItemStore):
             log.debug("unwinding a failed put: %r", exc)
 
     # -- reads ---------------------------------------------------------------------------
-    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes]:
+    async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes | memoryview]:
         """The bytes of a live item; the read that uses the last `max_reads` purges it."""
         if not is_valid_id(item_id):
             raise NotFound()
