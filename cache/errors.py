@@ -1,8 +1,10 @@
 """The refusals the core raises: plain domain exceptions that know nothing of HTTP.
 
 Each class names one way a request can fail, with a human `detail` (which may change) and
-`extra` facts worth showing (a bound, a kind). What status, stable slug and title a client
-sees is decided in one place, `cache.http.problems`: the core only says what went wrong.
+`extra` facts worth showing (a bound). `audit_fields` are facts for the audit log's
+`rejected` line only, never shown to the client (which list refused an image). What
+status, stable slug and title a client sees is decided in one place,
+`cache.http.problems`: the core only says what went wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class CacheError(Exception):
         super().__init__(detail or type(self).__name__)
         self.detail = detail
         self.extra = extra
+        self.audit_fields: dict[str, Any] = {}
 
 
 class BadRequest(CacheError):
@@ -57,8 +60,22 @@ class ImageTooLarge(CacheError):
     """Dimensions, pixel count or frame count over a cap (decompression bombs land here)."""
 
 
+class Conflict(CacheError):
+    """The request cannot be done in the service's present configuration (e.g. a PDQ hash
+    while `blocklist.pdq_mode` is off)."""
+
+
 class Blocklisted(CacheError):
-    """The image is on a hash list; nothing of it is stored."""
+    """The image is on a hash list; nothing of it is stored. Which list, which entry and how
+    close go to `audit_fields` (the audit log), never to the client."""
+
+    def __init__(self, detail: str = "", audit_fields: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.audit_fields = dict(audit_fields or {})
+
+
+class InvalidHashList(CacheError):
+    """A hash-list file is malformed or unreadable: the lists in force did not change."""
 
 
 class ServiceUnavailable(CacheError):

@@ -40,6 +40,8 @@ class Item:
     source: str = "upload"
     source_host: str | None = None
     frames: int = 1
+    pdq: str | None = None  # PDQ hash and quality, when blocklist.pdq_mode is on
+    pdq_quality: int | None = None
     reads: int = field(default=0)
     claims: int = field(default=0)  # counted reads being served right now (local store)
 
@@ -66,6 +68,9 @@ class Item:
         }
         if self.source_host is not None:
             view["source_host"] = self.source_host
+        if self.pdq is not None:
+            view["pdq"] = self.pdq
+            view["pdq_quality"] = self.pdq_quality
         return view
 
 
@@ -79,6 +84,12 @@ class ImageFacts:
     width: int
     height: int
     frames: int = 1
+    # Only what the hash lists in force need (`intake.digests`): None when not computed.
+    md5: str | None = None
+    sha1: str | None = None
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    pdq_variants: tuple[str, ...] = ()  # the 8 dihedral PDQ hashes, for the check only
 
 
 def new_item(
@@ -100,6 +111,8 @@ def new_item(
         width=facts.width,
         height=facts.height,
         frames=facts.frames,
+        pdq=facts.pdq,
+        pdq_quality=facts.pdq_quality,
         created=now,
         deadline=now + ttl,
         created_wall=wall,

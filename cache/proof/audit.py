@@ -35,6 +35,8 @@ class AuditLog:
             ttl=round(ttl, 3),
             max_reads=max_reads,
             expires_at=round(item.deadline_wall, 3),
+            pdq=item.pdq,  # None (left out) unless blocklist.pdq_mode is on
+            pdq_quality=item.pdq_quality,
         )
 
     def emit_many(self, event: str, records: list[dict[str, Any]]) -> None:

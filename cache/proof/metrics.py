@@ -30,7 +30,9 @@ PURGE_REASONS = (
     "startup",
     "orphan",
     "capacity",
+    "blocklist",
 )
+BLOCKLIST_KINDS = ("sha256", "md5", "sha1", "pdq")
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 RESIDENCY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
@@ -106,6 +108,23 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.blocklist_entries = Gauge(
+            "cache_blocklist_entries",
+            "Hashes listed now (list files and admin additions), by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.blocklist_reload_failures = Counter(
+            "cache_blocklist_reload_failures",
+            "Reloads of the hash-list files that failed (the lists in force did not change).",
+            registry=r,
+        )
+        self.blocklist_last_reload_ok = Gauge(
+            "cache_blocklist_last_reload_ok",
+            "1 when the last load of the hash-list files succeeded; 0 when it failed and "
+            "older lists are in force.",
+            registry=r,
+        )
         self.redis_errors = Counter(
             "cache_redis_errors",
             "Redis calls that failed (unreachable, timeout, cluster down), by operation.",
@@ -133,8 +152,10 @@ class Metrics:
             self.stored.labels(source)
         for result in FETCH_RESULTS:
             self.fetch.labels(result)
-        for kind in ("sha256", "pdq"):
+        for kind in BLOCKLIST_KINDS:
             self.blocklist_matches.labels(kind)
+            self.blocklist_entries.labels(kind)
+        self.blocklist_last_reload_ok.set(1)
 
     def request_seconds(self, listener: str, route: str, method: str, status: str) -> Histogram:
         """The latency series of one (listener, route, method, status), resolved once:

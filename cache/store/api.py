@@ -49,6 +49,23 @@ class Job:
     name: str
 
 
+class SharedLists(ABC):
+    """Hash-list entries added through the admin API that every node of a shared store
+    must refuse (the redis backend), with a version that changes on every change, so a
+    node polls one number and reads the entries only when it moved."""
+
+    @abstractmethod
+    async def version(self) -> int: ...
+
+    @abstractmethod
+    async def entries(self) -> tuple[int, dict[str, set[str]]]:
+        """(version, {kind: hashes}) as they are now."""
+
+    @abstractmethod
+    async def change(self, kind: str, hashes: list[str], add: bool) -> int:
+        """Add or remove `hashes` of one kind; how many were new (or gone)."""
+
+
 class ItemStore(ABC):
     """Items with deadlines. Contract, kept by every store (and checked by one test
     suite run over each, `tests/store/test_contract.py`):
@@ -142,6 +159,11 @@ class ItemStore(ABC):
     @abstractmethod
     def jobs(self) -> list[Job]:
         """Periodic work of this store (orphan scans, re-checks) for the app to schedule."""
+
+    def shared_lists(self) -> SharedLists | None:
+        """Where admin hash-list entries are shared with other nodes; None (a local store):
+        they live in this process only."""
+        return None
 
     async def unready_reason(self) -> str | None:
         """Why `/readyz` should answer 503 now; None when ready (a local store always is)."""

@@ -58,6 +58,9 @@ def encode(item: Item) -> dict[str, str]:
         fields["reads_left"] = str(item.reads_left)
     if item.source_host is not None:
         fields["source_host"] = item.source_host
+    if item.pdq is not None:
+        fields["pdq"] = item.pdq
+        fields["pdq_quality"] = str(item.pdq_quality)
     return fields
 
 
@@ -74,6 +77,7 @@ def decode(
         offset = clock.monotonic() - clock.wall()
         created, deadline = created_wall + offset, deadline_wall + offset
     reads_left = fields.get("reads_left")
+    pdq_quality = fields.get("pdq_quality")
     return Item(
         id=item_id,
         sha256=fields["sha256"],
@@ -89,5 +93,7 @@ def decode(
         reads_left=None if reads_left is None else max(0, int(reads_left)),
         source=fields.get("source", "upload"),
         source_host=fields.get("source_host"),
+        pdq=fields.get("pdq"),
+        pdq_quality=None if pdq_quality is None else int(pdq_quality),
         reads=int(fields.get("reads", "0")),
     )
