@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -36,6 +37,7 @@ async def serve(rt: Runtime) -> None:
     ops = web.AppRunner(create_ops_app(rt), handle_signals=False, access_log=None)
     await public.setup()  # start-up purge and checks run here, before anything listens
     await ops.setup()
+    log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -63,6 +65,20 @@ async def serve(rt: Runtime) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Ephemeral query-image cache")
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """server.loop: "uvloop" (an error if it is missing), "asyncio", or "auto" (uvloop
+    when it is installed). None means asyncio's own loop."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("server.loop: uvloop is not installed (pip install uvloop)") from None
+        return None
+    return uvloop.new_event_loop
+
+
     parser.add_argument("--config", help="TOML config file (default: config.toml beside this file)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -76,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(path)
         rt = build_runtime(config)
     except (ConfigError, ValueError, OSError) as exc:
+        factory = loop_factory(config.server.loop)
         print(f"query-cache: {exc}", file=sys.stderr)
         return 2
     rt.guarantees.apply_process_hardening()
@@ -86,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"query-cache: {format_failure(failure, storage_path)}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(rt))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(rt))
     except StartupRefused as exc:  # a start-up check that needs the loop (redis persistence)
         print(f"query-cache: {exc}", file=sys.stderr)
         return 2

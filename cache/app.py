@@ -7,6 +7,7 @@ the listener stops accepting first, then everything held is purged.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -65,6 +66,8 @@ def build_runtime(
     )
     audit = AuditLog(clock, audit_stream)
     store = build_store(config, clock, metrics, audit, backend=backend, redis_client=redis_client)
+    metrics.watch_audit(lambda: audit.waiting)
+    audit.on_drop = metrics.audit_dropped.inc
     kind = config.storage.backend if backend is None else backend.name
     kind = "redis" if redis_client is not None else kind
     blocklist = Blocklist.from_files(config.blocklist.sha256_files)
@@ -129,6 +132,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await start(app[RUNTIME])
     yield
     await stop(app[RUNTIME])
+    await asyncio.get_running_loop().run_in_executor(None, rt.audit.close)  # the purge's lines
 
 
 def create_public_app(rt: Runtime) -> web.Application:

@@ -165,6 +165,8 @@ async def readyz(request: web.Request) -> web.Response:
     reason = await rt.store.unready_reason()
     if reason is not None:
         raise ServiceUnavailable(f"not ready: {reason}")
+    if rt.audit.backlogged:
+        raise ServiceUnavailable(f"not ready: {rt.audit.waiting} audit lines waiting")
     return web.json_response({"status": "ready", "items": len(rt.store)})
 
 

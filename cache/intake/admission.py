@@ -18,6 +18,7 @@ from ..errors import (
     CacheFull,
     ImageTooLarge,
     InvalidImage,
+    ServiceUnavailable,
     UnsupportedFormat,
 )
 from ..item import ImageFacts, Item
@@ -103,6 +104,7 @@ class Intake:
         `expected` is the declared length (None when unknown)."""
         expected = expected or 1
         try:
+            self.check_audit()
             if not self.store.has_room(self._in_flight + expected):
                 raise CacheFull("the cache is full; retry later", self._retry_after())
         except CacheFull as exc:
@@ -123,6 +125,7 @@ class Intake:
         """Fetch `url` under the fetch policy, then admit the body like an upload."""
         metrics = self._metrics
         try:
+            self.check_audit()
             fetched = await self.fetcher.fetch(url)
         except CacheError as exc:
             metrics.fetch.labels(RESULT_LABELS.get(type(exc), "remote_error")).inc()
@@ -137,6 +140,11 @@ class Intake:
             raise
         metrics.fetch.labels("ok").inc()
         return item
+
+    def check_audit(self) -> None:
+        """New items wait while the audit log cannot keep up: every one must be logged."""
+        if self._audit.backlogged:
+            raise ServiceUnavailable("the audit log is behind; retry shortly", 1.0)
 
     def _retry_after(self) -> float:
         earliest = self.store.earliest_deadline()

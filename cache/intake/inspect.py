@@ -10,8 +10,10 @@ parse. The SHA-256 is taken in the same worker hop as the check.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+from collections.abc import Callable
 
 from PIL import Image, ImageFile
 
@@ -19,6 +21,7 @@ from ..config import LimitsConfig
 from ..errors import ImageTooLarge, InvalidImage, UnsupportedFormat
 from ..item import ImageFacts
 from . import structure
+from .digests import Wanted, decoded_pdq_bytes, extra_digests
 from .work import WorkPool
 
 MEDIA_TYPES = {
@@ -116,6 +119,7 @@ class InspectorPool:
         self.inspector = Inspector(limits)
         self.pool = pool
         self._decode = limits.verify == "decode"
+        self.wanted: Callable[[], Wanted] = Wanted  # the blocklist's: which hashes lists need
 
     async def inspect(self, data: Data) -> ImageFacts:
         facts = await self.pool.run(self.inspector.inspect, data)
@@ -123,4 +127,11 @@ class InspectorPool:
             cost = decoded_bytes(facts.media_type, facts.width, facts.height)
             async with self.pool.decoding(cost):
                 await self.pool.run(self.inspector.decode, data, facts)
+        want = self.wanted()
+        if want.any:  # MD5/SHA-1 when such lists are in force; PDQ (a full decode) when on
+            fmt = next(name for name, media in MEDIA_TYPES.items() if media == facts.media_type)
+            cost = decoded_pdq_bytes(facts.width, facts.height) if want.pdq else 0
+            async with self.pool.decoding(cost):
+                digests = await self.pool.run(extra_digests, data, fmt, want)
+            facts = dataclasses.replace(facts, **digests.fields())
         return facts

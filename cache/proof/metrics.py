@@ -84,6 +84,16 @@ class Metrics:
             "Responses still being written at deadline + grace, cut (connection aborted).",
             registry=r,
         )
+        self.audit_waiting = Gauge(
+            "cache_audit_lines_waiting",
+            "Audit lines queued and not yet written (a stalled stdout reader shows here).",
+            registry=r,
+        )
+        self.audit_dropped = Counter(
+            "cache_audit_lines_dropped",
+            "Audit lines dropped past the writer's hard limit. Must stay 0.",
+            registry=r,
+        )
         self.ttl_violations = Counter(
             "cache_ttl_violations",
             "Items found still held after deadline + grace. Must stay 0.",
@@ -172,6 +182,9 @@ class Metrics:
         self.capacity_items.set(max_items)
         self.ttl_max.set(ttl_max)
         self.ttl_grace.set(grace)
+
+    def watch_audit(self, waiting: Callable[[], int]) -> None:
+        self.audit_waiting.set_function(waiting)
 
     def watch_oldest_age(self, read_age: Callable[[], float]) -> None:
         self.oldest_age.set_function(read_age)
