@@ -25,6 +25,7 @@ from .http.problems import status_and_slug
 from .http.public import add_public_routes
 from .intake.admission import Intake
 from .intake.blocklist import Blocklist
+from .intake.blocklist_ops import SYNC_INTERVAL, BlocklistOps
 from .intake.fetch import Fetcher, Resolver, allow_hosts_warning
 from .intake.inspect import InspectorPool
 from .intake.thumbnail import Thumbnails
@@ -65,12 +66,12 @@ def build_runtime(
         config.storage.max_bytes, config.storage.max_items, config.ttl.max, config.ttl.grace
     )
     audit = AuditLog(clock, audit_stream)
-    store = build_store(config, clock, metrics, audit, backend=backend, redis_client=redis_client)
     metrics.watch_audit(lambda: audit.waiting)
     audit.on_drop = metrics.audit_dropped.inc
+    store = build_store(config, clock, metrics, audit, backend=backend, redis_client=redis_client)
     kind = config.storage.backend if backend is None else backend.name
     kind = "redis" if redis_client is not None else kind
-    blocklist = Blocklist.from_files(config.blocklist.sha256_files)
+    blocklist = Blocklist.from_config(config.blocklist, metrics)  # a bad list file: exit 2
     fetcher = Fetcher(config.fetch, config.limits.max_upload_bytes, resolver=resolver)
     work = WorkPool(WORK_THREADS, config.limits.decode_budget_bytes)
     inspector = InspectorPool(config.limits, work)
@@ -82,6 +83,7 @@ def build_runtime(
         store=store,
         intake=Intake(inspector, blocklist, store, fetcher, metrics, audit, clock, status_and_slug),
         blocklist=blocklist,
+        lists=BlocklistOps(blocklist, store, metrics, audit),
         work=work,
         thumbnails=Thumbnails(store, work),
         guarantees=Guarantees(config, kind, config.storage.path if kind == "tmpfs" else None),
@@ -92,6 +94,8 @@ def build_runtime(
     runtime.scheduler.every(config.ttl.sweep_interval, runtime.sweeper.sweep, "sweep")
     for job in store.jobs():
         runtime.scheduler.every(job.seconds, job.run, job.name)
+    if runtime.lists.shared is not None:  # entries other nodes add reach this one in ~1 s
+        runtime.scheduler.every(SYNC_INTERVAL, runtime.lists.sync, "blocklist_sync")
     # Partials, not lambdas: APScheduler awaits a job only if it sees a coroutine function.
     guarantees_job = functools.partial(refresh_guarantees, runtime)
     runtime.scheduler.every(GUARANTEE_INTERVAL, guarantees_job, "guarantees")
@@ -106,6 +110,7 @@ async def refresh_guarantees(rt: Runtime) -> None:
 async def start(rt: Runtime) -> None:
     rt.not_ready_reason = "checking the store and purging what a previous process left"
     await rt.store.start()
+    await rt.lists.start()
     await refresh_guarantees(rt)
     warning = allow_hosts_warning(rt.config.fetch)
     if warning:
@@ -124,15 +129,16 @@ async def stop(rt: Runtime) -> None:
     rt.timer.stop()
     await rt.timer.drain()
     await rt.store.close()
+    rt.lists.close()
     await rt.intake.fetcher.close()
     rt.work.close()
+    await asyncio.get_running_loop().run_in_executor(None, rt.audit.close)  # the purge's lines
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await start(app[RUNTIME])
     yield
     await stop(app[RUNTIME])
-    await asyncio.get_running_loop().run_in_executor(None, rt.audit.close)  # the purge's lines
 
 
 def create_public_app(rt: Runtime) -> web.Application:

@@ -14,6 +14,7 @@ from .clock import Clock
 from .config import Config
 from .intake.admission import Intake
 from .intake.blocklist import Blocklist
+from .intake.blocklist_ops import BlocklistOps
 from .intake.thumbnail import Thumbnails
 from .intake.work import WorkPool
 from .proof.audit import AuditLog
@@ -32,6 +33,7 @@ class Runtime:
     store: ItemStore
     intake: Intake
     blocklist: Blocklist
+    lists: BlocklistOps  # reload, admin add/remove, purge by hash, shared entries
     work: WorkPool
     thumbnails: Thumbnails
     guarantees: Guarantees

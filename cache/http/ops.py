@@ -7,22 +7,24 @@ With no token configured the admin routes answer 404, as if they did not exist.
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import BadRequest, InvalidParameter, NotFound
-from ..intake.blocklist import normalise_sha256
+from ..intake.blocklist import normalise, normalise_sha256
+from ..intake.pdq_index import MAX_DISTANCE
 from ..item import is_valid_id
 from ..runtime import RUNTIME, Runtime
-from ..store.api import Receipt
+from .blocklist_routes import add_blocklist_routes
+from .blocklist_routes import receipts_response as _receipts
 from .body import read_json_object
 from .problems import Unauthorized
 
 MAX_IDS_PER_PURGE = 10_000
 MAX_LISTED_ITEMS = 10_000
+SELECTORS = ("ids", "sha256", "md5", "sha1", "pdq", "all")
 
 
 @web.middleware
@@ -47,19 +49,16 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
-def _receipts(receipts: list[Receipt], **extra: Any) -> web.Response:
-    return web.json_response(
-        {"purged": len(receipts), "receipts": [r.as_dict() for r in receipts], **extra}
-    )
-
-
 async def purge(request: web.Request) -> web.Response:
-    """Exactly one selector: `ids`, `sha256` or `all: true`; one receipt per purged item."""
+    """Exactly one selector: `ids`, `sha256`, `md5`, `sha1`, `pdq` (with an optional
+    `max_distance`) or `all: true`; one receipt per purged item."""
     rt: Runtime = request.app[RUNTIME]
     body = await read_json_object(request)
-    selectors = [key for key in ("ids", "sha256", "all", "pdq") if key in body]
+    selectors = [key for key in SELECTORS if key in body]
     if len(selectors) != 1:
-        raise BadRequest("give exactly one of ids, sha256, all")
+        raise BadRequest(f"give exactly one of {', '.join(SELECTORS)}")
+    if "max_distance" in body and "pdq" not in body:
+        raise InvalidParameter("max_distance goes with pdq only")
     if "ids" in body:
         ids = body["ids"]
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
@@ -72,7 +71,17 @@ async def purge(request: web.Request) -> web.Response:
     if "sha256" in body:
         return _receipts(await rt.store.purge_sha256(normalise_sha256(body["sha256"]), "admin"))
     if "pdq" in body:
-        raise InvalidParameter("purge by PDQ hash needs the pdq blocklist support (not built)")
+        distance = body.get("max_distance")
+        if distance is not None and (
+            not isinstance(distance, int)
+            or isinstance(distance, bool)
+            or not 0 <= distance <= MAX_DISTANCE
+        ):
+            raise InvalidParameter(f"max_distance must be an integer 0-{MAX_DISTANCE}")
+        return _receipts(await rt.lists.purge("pdq", normalise("pdq", body["pdq"]), distance))
+    for kind in ("md5", "sha1"):
+        if kind in body:
+            return _receipts(await rt.lists.purge(kind, normalise(kind, body[kind])))
     if body["all"] is not True:
         raise InvalidParameter("all must be true")
     return _receipts(await rt.store.purge_all("admin"))
@@ -120,45 +129,10 @@ async def guarantees(request: web.Request) -> web.Response:
     )
 
 
-def _hash_list(body: dict[str, Any]) -> list[str]:
-    hashes = body.get("sha256")
-    if isinstance(hashes, str):
-        hashes = [hashes]
-    if not isinstance(hashes, list) or not hashes:
-        raise InvalidParameter("sha256 must be a hash or a non-empty list of hashes")
-    return [normalise_sha256(h) for h in hashes]
-
-
-async def blocklist_get(request: web.Request) -> web.Response:
-    entries = request.app[RUNTIME].blocklist.sha256_entries()
-    return web.json_response({"count": len(entries), "sha256": entries})
-
-
-async def blocklist_add(request: web.Request) -> web.Response:
-    """Add hashes; items already held with those hashes are purged at once."""
-    rt: Runtime = request.app[RUNTIME]
-    hashes = _hash_list(await read_json_object(request))
-    added = rt.blocklist.add(hashes)
-    receipts: list[Receipt] = []
-    for sha256 in hashes:
-        receipts += await rt.store.purge_sha256(sha256, "admin")
-    rt.audit.emit("blocklist", action="add", count=added)
-    return _receipts(receipts, added=added)
-
-
-async def blocklist_remove(request: web.Request) -> web.Response:
-    rt: Runtime = request.app[RUNTIME]
-    removed = rt.blocklist.remove(_hash_list(await read_json_object(request)))
-    rt.audit.emit("blocklist", action="remove", count=removed)
-    return web.json_response({"removed": removed})
-
-
 def add_ops_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/purge", purge)
     app.router.add_get("/admin/items", items)
     app.router.add_get("/admin/items/{id}", item)
     app.router.add_get("/admin/guarantees", guarantees)
-    app.router.add_get("/admin/blocklist", blocklist_get)
-    app.router.add_post("/admin/blocklist", blocklist_add)
-    app.router.add_delete("/admin/blocklist", blocklist_remove)
+    add_blocklist_routes(app)

@@ -66,7 +66,10 @@ def created_view(item: Item) -> dict[str, Any]:
             "frames",
             "reads_left",
             "source",
+            "pdq",  # with pdq_quality, only when blocklist.pdq_mode is on
+            "pdq_quality",
         )
+        if key in view
     }
 
 
@@ -162,11 +165,11 @@ async def readyz(request: web.Request) -> web.Response:
     rt: Runtime = request.app[RUNTIME]
     if not rt.ready:
         raise ServiceUnavailable(f"not ready: {rt.not_ready_reason}")
+    if rt.audit.backlogged:
+        raise ServiceUnavailable(f"not ready: {rt.audit.waiting} audit lines waiting")
     reason = await rt.store.unready_reason()
     if reason is not None:
         raise ServiceUnavailable(f"not ready: {reason}")
-    if rt.audit.backlogged:
-        raise ServiceUnavailable(f"not ready: {rt.audit.waiting} audit lines waiting")
     return web.json_response({"status": "ready", "items": len(rt.store)})
 
 

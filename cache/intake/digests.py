@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..errors import ImageTooLarge, InvalidImage
 from .pdq import pdq_dihedral
 
 Data = bytes | bytearray | memoryview
@@ -70,16 +71,21 @@ def extra_digests(
 ) -> Digests:
     """MD5/SHA-1/PDQ of `data` (a vetted image in format `fmt`), as far as `want` says.
 
-    Raises what Pillow raises on data it cannot decode (the caller's validity check has
-    normally refused such data already)."""
+    InvalidImage (422) when the pixels do not decode: a structural check passes data whose
+    entropy-coded pixels are corrupt, and such an image cannot be hashed."""
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if want.md5 else None
     sha1 = hashlib.sha1(data, usedforsecurity=False).hexdigest() if want.sha1 else None
     if not want.pdq:
         return Digests(md5=md5, sha1=sha1)
-    if decoded is None:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
-            im.load()
-            hashes, quality = pdq_dihedral(im)
-    else:
-        hashes, quality = pdq_dihedral(decoded)
+    try:
+        if decoded is None:
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+                im.load()
+                hashes, quality = pdq_dihedral(im)
+        else:
+            hashes, quality = pdq_dihedral(decoded)
+    except Image.DecompressionBombError:
+        raise ImageTooLarge("over the pixel cap") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+        raise InvalidImage(f"the {fmt} data does not decode ({type(exc).__name__})") from None
     return Digests(md5, sha1, hashes[0], quality, tuple(hashes))

@@ -4,7 +4,8 @@ Both keys of an item share a hash tag, `{prefix}{<id>}:data` and `{prefix}{<id>}
 so the scripts that touch both run on a cluster too. The deadline index is split over
 `tuning.SHARDS` sorted sets, each its own hash tag, so that on a cluster it is not one hot
 slot. The capacity counters, the ledger of reservations and their sizes share the `{cap}`
-tag, so one script updates them together.
+tag, so one script updates them together. Hash-list entries added through the admin API
+share the `{bl}` tag with their version counter.
 
 A script that builds key names itself (TAKE_MANY, on one server) gets them from
 `LUA_KEYS`, generated here from the same shapes: the names cannot drift apart.
@@ -92,6 +93,16 @@ class RedisKeys:
     def capacity(self) -> list[str]:
         """KEYS of every capacity script: counters, ledger, sizes."""
         return [self.counters, self.ledger, self.sizes]
+
+    def blocklist(self, kind: str) -> str:
+        """Set: hashes of one kind (sha256, md5, sha1, pdq) listed through any node's admin
+        API. No TTL: they stay listed until removed (or until Redis restarts)."""
+        return f"{self.prefix}{{bl}}:{kind}"
+
+    @property
+    def blocklist_version(self) -> str:
+        """Counter: moved by every change to the shared lists (same `{bl}` tag)."""
+        return f"{self.prefix}{{bl}}:version"
 
     @property
     def data_pattern(self) -> str:

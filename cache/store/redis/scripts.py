@@ -124,6 +124,21 @@ end
 return 1
 """
 
+# KEYS: one kind's blocklist set, the version counter. ARGV: 'add' or 'rem', then hashes.
+# -> {how many were new (or gone), the version}. The version moves only on a real change.
+BLOCKLIST_CHANGE = """
+local n = 0
+for i = 2, #ARGV do
+  if ARGV[1] == 'add' then
+    n = n + redis.call('SADD', KEYS[1], ARGV[i])
+  else
+    n = n + redis.call('SREM', KEYS[1], ARGV[i])
+  end
+end
+if n > 0 then return {n, redis.call('INCR', KEYS[2])} end
+return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+
 MISSING, EXPIRED, SERVED, LAST_READ = 0, -1, 1, 2
 
 

@@ -22,7 +22,7 @@ from ...item import ImageFacts, Item, is_valid_id, new_item
 from ...proof.audit import AuditLog
 from ...proof.metrics import Metrics
 from ...wipe import zero
-from ..api import Capacity, ItemStore, Job, Receipt
+from ..api import Capacity, ItemStore, Job, Receipt, SharedLists
 from ..records import ReleaseRecorder
 from .codec import as_map, encode, wall_ms
 from .keys import RedisClient, RedisKeys
@@ -31,6 +31,7 @@ from .ownership import OwnItems
 from .persistence import enforce_no_persistence, refresh
 from .release import Releaser, valid_ids
 from .scripts import EXPIRED, LAST_READ, MISSING, Counters
+from .sharedlists import RedisSharedLists
 from .tuning import (
     FULL_HINT_SECONDS,
     INDEX_SWEEP_EVERY,
@@ -68,6 +69,7 @@ class RedisStore(ItemStore):
         self._capacity = capacity
         self._grace = grace
         self.link = RedisLink(metrics)
+        self._shared_lists: RedisSharedLists | None = None
         self._own = OwnItems()
         self._mine = self._own.times
         self._retry_at = 0.0
@@ -90,6 +92,12 @@ class RedisStore(ItemStore):
     @property
     def keys(self) -> RedisKeys:
         return self._keys
+
+    def shared_lists(self) -> SharedLists:
+        """Admin hash-list entries, shared by every node through Redis."""
+        if self._shared_lists is None:
+            self._shared_lists = RedisSharedLists(self._client, self._keys, self.link)
+        return self._shared_lists
 
     # -- reading state -------------------------------------------------------------------
     def __len__(self) -> int:
