@@ -42,6 +42,8 @@ async def serve(rt: Runtime) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # SIGHUP re-reads the hash-list files (a bad file keeps the lists in force; logged).
+    loop.add_signal_handler(signal.SIGHUP, rt.lists.reload_soon)
     try:
         await web.TCPSite(ops, config.ops.host, config.ops.port).start()
         await web.TCPSite(public, config.server.host, config.server.port).start()
@@ -63,8 +65,6 @@ async def serve(rt: Runtime) -> None:
             await ops.cleanup()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Ephemeral query-image cache")
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """server.loop: "uvloop" (an error if it is missing), "asyncio", or "auto" (uvloop
     when it is installed). None means asyncio's own loop."""
@@ -79,6 +79,8 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Ephemeral query-image cache")
     parser.add_argument("--config", help="TOML config file (default: config.toml beside this file)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -90,9 +92,9 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     try:
         config = load_config(path)
+        factory = loop_factory(config.server.loop)
         rt = build_runtime(config)
     except (ConfigError, ValueError, OSError) as exc:
-        factory = loop_factory(config.server.loop)
         print(f"query-cache: {exc}", file=sys.stderr)
         return 2
     rt.guarantees.apply_process_hardening()
