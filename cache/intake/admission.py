@@ -92,7 +92,8 @@ class Intake:
         size: int,
     ) -> None:
         if isinstance(exc, Blocklisted):
-            self._metrics.blocklist_matches.labels(str(exc.extra.get("kind", "sha256"))).inc()
+            kind = str(exc.audit_fields.get("kind", "sha256"))
+            self._metrics.blocklist_matches.labels(kind).inc()
         self.reject(exc, source, source_host, facts.sha256 if facts else None, size)
 
     async def admit_upload(
@@ -168,4 +169,5 @@ class Intake:
             source_host=source_host,
             sha256=sha256,
             size=size,
+            **error.audit_fields,  # e.g. which hash list refused it: for the log only
         )
