@@ -75,6 +75,7 @@ def build_runtime(
     fetcher = Fetcher(config.fetch, config.limits.max_upload_bytes, resolver=resolver)
     work = WorkPool(WORK_THREADS, config.limits.decode_budget_bytes)
     inspector = InspectorPool(config.limits, work)
+    inspector.wanted = blocklist.wanted  # MD5/SHA-1/PDQ of uploads, as the lists need them
     runtime = Runtime(
         config=config,
         clock=clock,
