@@ -19,22 +19,34 @@ from aiohttp import web
 from cache.app import build_runtime, create_ops_app, create_public_app
 from cache.config import ConfigError, load_config
 from cache.errors import StartupRefused
+from cache.http.server import GuardedRunner
 from cache.proof.guarantees import format_failure
 from cache.runtime import Runtime
 
 log = logging.getLogger("query-cache")
 DEFAULT_CONFIG = Path(__file__).with_name("config.toml")
+OPS_CONNECTIONS = 64  # the ops listener serves Prometheus and the on-call, not the public
 
 
 async def serve(rt: Runtime) -> None:
     config = rt.config
-    public = web.AppRunner(
+    public = GuardedRunner(
         create_public_app(rt),
+        max_connections=config.server.max_connections,
+        header_timeout=config.server.header_timeout,
+        on_refused=rt.metrics.connections_refused.inc,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=config.server.shutdown_timeout,
     )
-    ops = web.AppRunner(create_ops_app(rt), handle_signals=False, access_log=None)
+    ops = GuardedRunner(
+        create_ops_app(rt),
+        max_connections=OPS_CONNECTIONS,
+        header_timeout=config.server.header_timeout,
+        handle_signals=False,
+        access_log=None,
+    )
+    rt.metrics.watch_connections(lambda: public.open_connections)
     await public.setup()  # start-up purge and checks run here, before anything listens
     await ops.setup()
     log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])

@@ -76,13 +76,24 @@ def build_runtime(
     work = WorkPool(WORK_THREADS, config.limits.decode_budget_bytes)
     inspector = InspectorPool(config.limits, work)
     inspector.wanted = blocklist.wanted  # MD5/SHA-1/PDQ of uploads, as the lists need them
+    intake = Intake(
+        inspector,
+        blocklist,
+        store,
+        fetcher,
+        metrics,
+        audit,
+        clock,
+        status_and_slug,
+        max_uploads=config.limits.max_uploads_in_flight,
+    )
     runtime = Runtime(
         config=config,
         clock=clock,
         metrics=metrics,
         audit=audit,
         store=store,
-        intake=Intake(inspector, blocklist, store, fetcher, metrics, audit, clock, status_and_slug),
+        intake=intake,
         blocklist=blocklist,
         lists=BlocklistOps(blocklist, store, metrics, audit),
         work=work,

@@ -33,6 +33,8 @@ class ServerConfig:
     port: int = 8080
     shutdown_timeout: float = 10.0
     loop: str = "auto"  # uvloop when it is installed (Linux), else asyncio
+    max_connections: int = 256  # open connections; past it a connection gets 503 and a close
+    header_timeout: float = 10.0  # s from connect (or the last response) to complete headers
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class LimitsConfig:
     formats: tuple[str, ...] = ALL_FORMATS
     max_thumbnail_size: int = 1024
     verify: str = "structure"  # walk the container ("structure") or decode it ("decode")
+    max_uploads_in_flight: int = 64  # bodies being read or checked at once; more get 503
     decode_budget_bytes: int = 256 * MiB  # decoded pixels in flight, all requests together
 
 
@@ -155,6 +158,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.shutdown_timeout": _positive,
     "ops.port": _port,
     "server.loop": _one_of(LOOPS),
+    "server.max_connections": _positive,
+    "server.header_timeout": _positive,
     "storage.backend": _one_of(BACKENDS),
     "storage.max_bytes": _positive,
     "storage.max_items": _positive,
@@ -169,6 +174,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "limits.formats": _formats,
     "limits.max_thumbnail_size": _positive,
     "limits.verify": _one_of(VERIFY_LEVELS),
+    "limits.max_uploads_in_flight": _positive,
     "limits.decode_budget_bytes": _positive,
     "fetch.connect_timeout": _positive,
     "fetch.timeout": _positive,

@@ -46,6 +46,7 @@ class Intake:
         audit: AuditLog,
         clock: Clock,
         classify: Classify,
+        max_uploads: int = 64,
     ) -> None:
         self.inspector = inspector
         self.blocklist = blocklist
@@ -56,6 +57,8 @@ class Intake:
         self._clock = clock
         self._classify = classify
         self._in_flight = 0  # bytes of uploads admitted early and not yet stored or refused
+        self._uploads = 0  # uploads whose bodies are being read or checked now
+        self.max_uploads = max_uploads
 
     async def admit(
         self,
@@ -106,12 +109,15 @@ class Intake:
         expected = expected or 1
         try:
             self.check_audit()
+            if self._uploads >= self.max_uploads:
+                raise ServiceUnavailable("too many uploads in flight; retry shortly", 1.0)
             if not self.store.has_room(self._in_flight + expected):
                 raise CacheFull("the cache is full; retry later", self._retry_after())
-        except CacheFull as exc:
+        except ServiceUnavailable as exc:
             self.reject(exc, "upload")
             raise
         self._in_flight += expected
+        self._uploads += 1
         try:
             try:
                 data = await read_body()
@@ -121,6 +127,7 @@ class Intake:
             return await self.admit(data, ttl=ttl, max_reads=max_reads, source="upload")
         finally:
             self._in_flight -= expected
+            self._uploads -= 1
 
     async def admit_fetch(self, url: str, *, ttl: float, max_reads: int | None) -> Item:
         """Fetch `url` under the fetch policy, then admit the body like an upload."""

@@ -84,6 +84,14 @@ class Metrics:
             "Responses still being written at deadline + grace, cut (connection aborted).",
             registry=r,
         )
+        self.connections = Gauge(
+            "cache_open_connections", "Open connections on the public listener.", registry=r
+        )
+        self.connections_refused = Counter(
+            "cache_connections_refused",
+            "Connections refused at server.max_connections (503 and a close).",
+            registry=r,
+        )
         self.audit_waiting = Gauge(
             "cache_audit_lines_waiting",
             "Audit lines queued and not yet written (a stalled stdout reader shows here).",
@@ -182,6 +190,9 @@ class Metrics:
         self.capacity_items.set(max_items)
         self.ttl_max.set(ttl_max)
         self.ttl_grace.set(grace)
+
+    def watch_connections(self, open_now: Callable[[], int]) -> None:
+        self.connections.set_function(open_now)
 
     def watch_audit(self, waiting: Callable[[], int]) -> None:
         self.audit_waiting.set_function(waiting)
