@@ -117,7 +117,7 @@ async def item(request: web.Request) -> web.Response:
 
 async def guarantees(request: web.Request) -> web.Response:
     rt: Runtime = request.app[RUNTIME]
-    results = rt.guarantees.results
+    results = rt.guarantees.results + rt.store.guarantee_checks()
     return web.json_response(
         {
             "ok": all(r.ok for r in results),

@@ -13,19 +13,17 @@ import os
 import resource
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 from ..config import Config
 from ..store.local.tmpfs import StorageFolderError, prepare_folder
 from . import sysfacts
+from .checks import CheckResult
 
 MiB = 1024 * 1024
 # Locked memory beyond the held bytes: interpreter, libraries, buffers, thread stacks.
 LOCK_MARGIN = 256 * MiB
 DISK_WRITE_BOUND = MiB
 SHM = "/dev/shm"  # noqa: S108 - the usual tmpfs; a folder there is verified before use
-Status = Literal["ok", "fail", "unknown", "skipped"]
 CHECKS = (
     "storage_is_ram",
     "swap_safe",
@@ -41,20 +39,6 @@ _REMEDIES = {
     "core_dumps_off": "allow setrlimit(RLIMIT_CORE) and prctl(PR_SET_DUMPABLE) here",
     "tmpdir_safe": "set TMPDIR to a folder on tmpfs",
 }
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    status: Status
-    reason: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "reason": self.reason}
 
 
 class Guarantees:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
 from ..item import ImageFacts, Item
+from ..proof.checks import CheckResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,11 @@ class ItemStore(ABC):
         """Where admin hash-list entries are shared with other nodes; None (a local store):
         they live in this process only."""
         return None
+
+    def guarantee_checks(self) -> list[CheckResult]:
+        """The store's own guarantee checks (the redis store: that Redis does not write to
+        disk), shown in /admin/guarantees beside the G1 self-checks."""
+        return []
 
     async def unready_reason(self) -> str | None:
         """Why `/readyz` should answer 503 now; None when ready (a local store always is)."""

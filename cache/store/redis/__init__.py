@@ -59,4 +59,8 @@ def build(
         Capacity(storage.max_bytes, storage.max_items),
         config.ttl.grace,
         storage.redis_allow_persistence,
+        max(
+            tuning.PERSISTENCE_CHECK_INTERVAL,
+            tuning.PERSISTENCE_CHECK_SWEEPS * config.ttl.sweep_interval,
+        ),
     )

@@ -36,6 +36,7 @@ class RedisLink:
         self._operations = asyncio.Semaphore(OPERATIONS)
         self.up = True
         self.last_error = ""
+        self.on_reconnect: Callable[[], object] = lambda: None  # after an outage ends
 
     @asynccontextmanager
     async def call(self, op: str) -> AsyncIterator[None]:
@@ -64,7 +65,8 @@ class RedisLink:
     def answered(self) -> None:
         if not self.up:
             log.warning("redis answers again")
-        self.up = True
+            self.up = True
+            self.on_reconnect()
 
 
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)

@@ -17,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from ...errors import StartupRefused
-from ...proof.guarantees import CheckResult
+from ...proof.checks import CheckResult
 from ...proof.metrics import Metrics
 from .codec import text
 from .keys import RedisClient
@@ -104,7 +104,9 @@ async def check_persistence(client: RedisClient) -> CheckResult:
     return CheckResult(CHECK, "ok", f"no RDB save points, no AOF on {names}")
 
 
-async def enforce_no_persistence(client: RedisClient, allow: bool, metrics: Metrics) -> None:
+async def enforce_no_persistence(
+    client: RedisClient, allow: bool, metrics: Metrics
+) -> CheckResult:
     """At start-up, before anything is stored: refuse a persisting Redis unless allowed."""
     try:
         result = await check_persistence(client)
@@ -115,26 +117,30 @@ async def enforce_no_persistence(client: RedisClient, allow: bool, metrics: Metr
         ) from exc
     report(result, metrics)
     if result.ok:
-        return
+        return result
     if not allow:
         detail = result.reason if result.status == "unknown" else f"{result.reason}; or {OPT_IN}"
         raise StartupRefused(f"storage.redis_url: Redis may write items to disk: {detail}")
     log.warning("redis persists (allowed by storage.redis_allow_persistence): %s", result.reason)
+    return result
 
 
 def report(result: CheckResult, metrics: Metrics) -> None:
     metrics.guarantee_ok.labels(CHECK).set(1 if result.ok else 0)
 
 
-async def refresh(client: RedisClient, metrics: Metrics) -> None:
+async def refresh(client: RedisClient, metrics: Metrics) -> CheckResult | None:
     """The periodic re-check: someone may CONFIG SET save at run time. An unreachable Redis
-    leaves the last answer in place (it stores nothing new meanwhile)."""
+    leaves the last answer in place (None: it stores nothing new meanwhile)."""
     try:
         result = await check_persistence(client)
     except Exception as exc:
         log.debug("redis persistence re-check skipped: %r", exc)
-        return
+        return None
     before = metrics.registry.get_sample_value("cache_guarantee_ok", {"check": CHECK})
     if not result.ok and before == 1:
         log.warning("redis persistence check now %s: %s", result.status, result.reason)
+    if result.ok and before == 0:
+        log.warning("redis persistence check ok again: %s", result.reason)
     report(result, metrics)
+    return result

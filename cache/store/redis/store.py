@@ -12,7 +12,6 @@ in `release`, batched Redis work in `batching`, talking to a Redis that may be g
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 
@@ -20,6 +19,7 @@ from ...clock import Clock
 from ...errors import CacheFull, NotFound, ServiceUnavailable, StorageUnavailable
 from ...item import ImageFacts, Item, is_valid_id, new_item
 from ...proof.audit import AuditLog
+from ...proof.checks import CheckResult
 from ...proof.metrics import Metrics
 from ...wipe import zero
 from ..api import Capacity, ItemStore, Job, Receipt, SharedLists
@@ -59,16 +59,22 @@ class RedisStore(ItemStore):
         capacity: Capacity,
         grace: float,
         allow_persistence: bool = False,
+        persistence_every: float = PERSISTENCE_CHECK_INTERVAL,
     ) -> None:
         self._client = client
         self._keys = keys
         self._allow_persistence = allow_persistence
+        self._persistence_every = persistence_every
+        self.persistence: CheckResult | None = None  # the last answer of the check
+        self._persisting: str | None = None  # why Redis may write to disk, while it may
         self._clock = clock
         self._metrics = metrics
         self._audit = audit
         self._capacity = capacity
         self._grace = grace
         self.link = RedisLink(metrics)
+        self.link.on_reconnect = self._recheck_soon
+        self._rechecks: set[asyncio.Task[None]] = set()
         self._shared_lists: RedisSharedLists | None = None
         self._own = OwnItems()
         self._mine = self._own.times
@@ -121,7 +127,9 @@ class RedisStore(ItemStore):
 
     async def unready_reason(self) -> str | None:
         """None when Redis answers within a second (it reads the shared counters, so
-        `len()` is fresh for `/readyz`); otherwise why not."""
+        `len()` is fresh for `/readyz`) and does not write to disk; otherwise why not."""
+        if self._persisting is not None:
+            return f"redis may write items to disk: {self._persisting}"
         try:
             async with self.link.call("probe"), asyncio.timeout(PROBE_TIMEOUT):
                 raw = await self._client.hmget(self._keys.counters, ["bytes", "items"])
@@ -203,6 +211,8 @@ class RedisStore(ItemStore):
     ) -> Item:
         if self._closed:
             raise ServiceUnavailable("shutting down")
+        if self._persisting is not None:
+            raise ServiceUnavailable("the shared storage may write to disk; not storing")
         item = new_item(self._clock, facts, ttl, max_reads, source, source_host)
         async with self.link.call("put"):
             await self._reserve(item)
@@ -346,15 +356,39 @@ class RedisStore(ItemStore):
 
     async def start(self) -> None:
         """Refuse a Redis that writes to disk (unless allowed), then purge what is due."""
-        await enforce_no_persistence(self._client, self._allow_persistence, self._metrics)
+        result = await enforce_no_persistence(
+            self._client, self._allow_persistence, self._metrics
+        )
+        self._persistence_seen(result)
         await self.purge_leftovers()
 
     def jobs(self) -> list[Job]:
-        recheck = functools.partial(refresh, self._client, self._metrics)
         return [
             Job(LEDGER_SCAN_INTERVAL, self.purge_orphans, "orphans"),
-            Job(PERSISTENCE_CHECK_INTERVAL, recheck, "redis_persistence"),
+            Job(self._persistence_every, self.check_persistence, "redis_persistence"),
         ]
+
+    async def check_persistence(self) -> None:
+        """Re-check that Redis does not write to disk: someone may CONFIG SET save at run
+        time. While it may, uploads are refused (503) and /readyz answers 503: a failed
+        guarantee, not a warning. Run every few sweep intervals and at every reconnect."""
+        result = await refresh(self._client, self._metrics)
+        if result is not None:
+            self._persistence_seen(result)
+
+    def _recheck_soon(self) -> None:
+        """After an outage: the Redis that answers may be a new one, with other settings."""
+        task = asyncio.get_running_loop().create_task(self.check_persistence())
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    def _persistence_seen(self, result: CheckResult) -> None:
+        self.persistence = result
+        failed = not result.ok and not self._allow_persistence
+        self._persisting = result.reason if failed else None
+
+    def guarantee_checks(self) -> list[CheckResult]:
+        return [] if self.persistence is None else [self.persistence]
 
     async def close(self) -> list[Receipt]:
         """Refuse new items, then purge the items this node stored (reason `shutdown`).

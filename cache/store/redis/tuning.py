@@ -39,4 +39,5 @@ FULL_HINT_SECONDS = 1.0  # how long a "full" answer from RESERVE refuses uploads
 LEDGER_SLACK_MS = 5_000  # clock skew allowed between nodes before a reservation is stale
 LEDGER_BATCH = 10_000  # stale reservations handled per ledger scan
 LEDGER_SCAN_INTERVAL = 30.0  # s
-PERSISTENCE_CHECK_INTERVAL = 60.0  # s: CONFIG GET save/appendonly on every node, again
+PERSISTENCE_CHECK_INTERVAL = 2.0  # s by default: CONFIG GET save/appendonly, every node
+PERSISTENCE_CHECK_SWEEPS = 2  # ... or this many ttl.sweep_interval, whichever is longer
