@@ -16,9 +16,11 @@ in `pdq/cpp/io/pdqio.cpp` and CImg:
   `Image.NEAREST` samples pixel centres, `floor((i + 0.5) * N / 512)`, i.e. different
   pixels (up to 16 bits apart on ThreatExchange's images), so `cimg_resize` reproduces
   CImg's indices exactly (an offset Pillow affine transform, checked against numpy).
-* Luma 0.299/0.587/0.114, then the Jarosz filter, 64x64 decimation and DCT: the binding.
-  It computes luma in float64 and rounds to float32 where C++ uses float32 throughout
-  (at most 1 ulp apart, no effect seen on the reference images).
+* Luma 0.299/0.587/0.114, then the Jarosz filter, 64x64 decimation and DCT: Meta's C++,
+  called through ctypes (`pdq_native`: the reference's own luma function, and the GIL
+  released while it runs). The `pdqhash` binding is the fallback; it computes luma in
+  float64 and rounds to float32 (at most 1 ulp apart, no effect seen on the reference
+  images).
 
 Hex format: C++ `Hash256::format` prints words w[15]..w[0] as `%04hx`, i.e. bit 255
 first.  The binding returns bits already ordered 255..0, so `packbits(...).hex()` is the
@@ -34,6 +36,8 @@ import numpy as np
 import numpy.typing as npt
 import pdqhash  # type: ignore[import-untyped]
 from PIL import Image
+
+from . import pdq_native
 
 REFERENCE_MAX_SIDE = 512
 _EPS = 1e-6
@@ -108,6 +112,9 @@ def pdq_from_rgb(rgb: U8Array) -> tuple[str, int]:
 
 def pdq_from_image(im: Image.Image) -> tuple[str, int]:
     """(64 lowercase hex chars, quality 0..100) as `pdq-photo-hasher` prints them."""
+    if pdq_native.available():
+        hashes, quality = pdq_native.dihedral(reference_rgb(im))
+        return hashes[0], quality
     return pdq_from_rgb(reference_rgb(im))
 
 
@@ -116,7 +123,16 @@ def pdq_dihedral(im: Image.Image) -> tuple[list[str], int]:
 
     Order: original, rotate 90, rotate 180, rotate 270, flip X, flip Y, flip +1,
     flip -1 (C++ `pdqDihedralHash256esFromFloatLuma`).  Index [0] equals the plain hash.
+    Through `pdq_native` (the GIL released) where the binding's module exports Meta's
+    functions, else through the binding.
     """
+    if pdq_native.available():
+        return pdq_native.dihedral(reference_rgb(im))
+    return binding_dihedral(im)
+
+
+def binding_dihedral(im: Image.Image) -> tuple[list[str], int]:
+    """`pdq_dihedral` through the `pdqhash` binding (GIL held; luma from numpy)."""
     hashes, quality = pdqhash.compute_dihedral(reference_rgb(im))
     return [bits_to_hex(h) for h in hashes], int(quality)
 

@@ -16,8 +16,10 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
+from cache.intake import pdq_native
 from cache.intake.pdq import (
     _cimg_nearest_512,
+    binding_dihedral,
     bits_to_hex,
     cimg_resize,
     hamming,
@@ -25,6 +27,7 @@ from cache.intake.pdq import (
     pdq_dihedral,
     pdq_from_image,
     pdq_from_rgb,
+    reference_rgb,
 )
 
 DATA = Path(__file__).resolve().parent / "data" / "pdq"
@@ -182,3 +185,12 @@ def test_draft_decode_stays_within_bound(tmp_path: Path) -> None:
     fast, q_fast = pdq_from_image(fast_im)
     assert q_full >= 80 and q_fast >= 80
     assert hamming(full, fast) <= BOUND
+
+
+@pytest.mark.parametrize("name", [r[0] for r in EXPECTED])
+def test_native_core_agrees_with_the_binding(name: str) -> None:
+    # The service hashes through ctypes (GIL released, the reference's float luma); the
+    # pdqhash binding (GIL held, numpy luma) must give the same hashes on these images.
+    assert pdq_native.available(), "pdqhash's module no longer exports Meta's functions"
+    im = _open(name)
+    assert pdq_native.dihedral(reference_rgb(im)) == binding_dihedral(im)
