@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cost, flood, lifecycle, memory, purge_lag, report
+from . import cost, flood, lifecycle, memory, pdq, purge_lag, report
 from .context import Ctx
 from .procs import missing_tools
 from .sizes import MODES
@@ -38,7 +38,12 @@ BENCHES: dict[str, tuple[Callable[[Ctx], Section], tuple[str, ...]]] = {
     ),
     "lifecycle": (
         lifecycle.run,
-        ("lifecycle_ratio_vs_bare", "lifecycle_ratio_vs_redis", "jpeg1m_ratio_vs_bare"),
+        (
+            "lifecycle_ratio_vs_bare",
+            "lifecycle_ratio_vs_redis",
+            "jpeg1m_ratio_vs_bare",
+            "lifecycle_ratio_vs_bare_pdq",
+        ),
     ),
     "memory": (
         memory.run,
@@ -48,6 +53,16 @@ BENCHES: dict[str, tuple[Callable[[Ctx], Section], tuple[str, ...]]] = {
     "flood": (
         flood.run,
         ("flood_rss_ratio", "flood_read_p99_ratio", "flood_503_count", "flood_retry_after_present"),
+    ),
+    "pdq": (
+        pdq.run,
+        (
+            "pdq_cost_ratio_png",
+            "pdq_cost_ratio_jpeg1m",
+            "pdq_lookup_p99_ms",
+            "pdq_load_1e6_s",
+            "pdq_load_1e6_rss_mib",
+        ),
     ),
 }
 KEYS = tuple(key for _, keys in BENCHES.values() for key in keys)

@@ -126,6 +126,7 @@ def _one_round(ctx: Ctx, png: Path, jpeg: Path) -> list[Load]:
         loads.append(_bare(procs, ctx, png, "png100k", redis=False))
         loads.append(_bare(procs, ctx, png, "png100k", redis=True))
         loads.append(_service(procs, ctx, png, "png100k"))
+        loads.append(_service(procs, ctx, png, "png100k", pdq=True))
         loads.append(_bare(procs, ctx, jpeg, "jpeg1m", redis=False))
         loads.append(_service(procs, ctx, jpeg, "jpeg1m"))
     return loads
@@ -150,12 +151,12 @@ def _bare(procs: Procs, ctx: Ctx, body: Path, body_name: str, redis: bool) -> Lo
             procs.stop(proc)
 
 
-def _service(procs: Procs, ctx: Ctx, body: Path, body_name: str) -> Load:
-    service = start_service(procs)
+def _service(procs: Procs, ctx: Ctx, body: Path, body_name: str, pdq: bool = False) -> Load:
+    env = {"CACHE_BLOCKLIST_PDQ_MODE": "on"} if pdq else None
+    service = start_service(procs, env)
+    name = "this service (memory, PDQ on)" if pdq else "this service (memory)"
     try:
-        return measure(
-            "this service (memory)", body_name, service.url, [service.proc], body, ctx, "?ttl=60"
-        )
+        return measure(name, body_name, service.url, [service.proc], body, ctx, "?ttl=60")
     finally:
         procs.stop(service.proc)
 
@@ -186,11 +187,13 @@ def run(ctx: Ctx) -> Section:
     service = _mean(loads, "this service (memory)", "png100k")
     bare = _mean(loads, "bare aiohttp (dict)", "png100k")
     redis = _mean(loads, "aiohttp + Redis", "png100k")
+    service_pdq = _mean(loads, "this service (memory, PDQ on)", "png100k")
     service_j = _mean(loads, "this service (memory)", "jpeg1m")
     bare_j = _mean(loads, "bare aiohttp (dict)", "jpeg1m")
     vs_bare = ratio(service.cycles_per_s, bare.cycles_per_s)
     vs_redis = ratio(service.cycles_per_s, redis.cycles_per_s)
     jpeg = ratio(service_j.cycles_per_s, bare_j.cycles_per_s)
+    vs_bare_pdq = ratio(service_pdq.cycles_per_s, bare.cycles_per_s)
     cyc = "cycles/s"
     section.add(
         f"lifecycle POST+GET+DELETE, {png_path.stat().st_size:,} B PNG, c={ctx.sizes.concurrency}",
@@ -216,7 +219,14 @@ def run(ctx: Ctx) -> Section:
         f"≥ {RATIO_JPEG:g}x bare",
         at_least(jpeg, RATIO_JPEG),
     )
-    for load in (service, bare, redis, service_j, bare_j):
+    section.add(
+        "lifecycle, same PNG, PDQ on (blocklist.pdq_mode = on)",
+        fmt(service_pdq.cycles_per_s, cyc),
+        f"bare aiohttp {fmt(bare.cycles_per_s, cyc)}; PDQ off {fmt(service.cycles_per_s, cyc)}",
+        vs_bare_pdq,
+        "reported",
+    )
+    for load in (service, service_pdq, bare, redis, service_j, bare_j):
         bound = " GENERATOR-BOUND" if load.wrk_cpu >= GENERATOR_BUSY else ""
         section.add(
             f"  load check: {load.system}, {load.body}",
@@ -235,6 +245,7 @@ def run(ctx: Ctx) -> Section:
             "lifecycle_ratio_vs_bare": vs_bare,
             "lifecycle_ratio_vs_redis": vs_redis,
             "jpeg1m_ratio_vs_bare": jpeg,
+            "lifecycle_ratio_vs_bare_pdq": vs_bare_pdq,
         }
     )
     section.series["loads"] = [load.as_dict() for load in loads]

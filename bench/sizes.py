@@ -40,6 +40,9 @@ class Sizes:
     flood_max_bytes: int
     flood_factor: int
     flood_readers: int
+    # hash lists: PDQ hashes listed, dihedral lookups timed
+    pdq_entries: int
+    pdq_queries: int
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -65,6 +68,8 @@ FULL = Sizes(
     flood_max_bytes=64 * MiB,
     flood_factor=10,
     flood_readers=4,
+    pdq_entries=1_000_000,
+    pdq_queries=2_000,
 )
 
 QUICK = Sizes(
@@ -87,6 +92,8 @@ QUICK = Sizes(
     flood_max_bytes=16 * MiB,
     flood_factor=10,
     flood_readers=4,
+    pdq_entries=1_000_000,
+    pdq_queries=1_000,
 )
 
 SMOKE = Sizes(
@@ -109,6 +116,8 @@ SMOKE = Sizes(
     flood_max_bytes=2 * MiB,
     flood_factor=10,
     flood_readers=2,
+    pdq_entries=10_000,
+    pdq_queries=50,
 )
 
 MODES = {s.mode: s for s in (FULL, QUICK, SMOKE)}
