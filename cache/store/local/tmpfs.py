@@ -16,6 +16,7 @@ all the bytes or None, never a half-zeroed file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -229,6 +230,7 @@ class TmpfsBackend:
         self.path = prepare_folder(path)
         self._files = ThreadPoolExecutor(file_threads, thread_name_prefix="tmpfs-io")
         self._purges = ThreadPoolExecutor(1, thread_name_prefix="tmpfs-purge")
+        self._loading: dict[str, asyncio.Future[bytes | None]] = {}
         self._dir_fd = _open_folder(self.path)
         try:
             _check_folder(self.path, os.fstat(self._dir_fd))  # the folder held is the one checked
@@ -250,8 +252,17 @@ class TmpfsBackend:
                 zero(data)  # handed over, and written (or refused): no copy stays here
 
     async def get(self, item_id: str) -> bytes | None:
+        """Concurrent reads of one item share one load (one copy in memory, not one per
+        reader): the first starts it, the others await the same future."""
         name = _name(item_id)
-        result: bytes | None = await _load_async(self._fd(), name, executor=self._files)
+        loading = self._loading.get(name)
+        if loading is None:
+            loading = asyncio.ensure_future(
+                _load_async(self._fd(), name, executor=self._files)
+            )
+            self._loading[name] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(name, None))
+        result: bytes | None = await asyncio.shield(loading)
         return result
 
     def settle(self) -> int:
