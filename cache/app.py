@@ -76,6 +76,7 @@ def build_runtime(
     work = WorkPool(WORK_THREADS, config.limits.decode_budget_bytes)
     inspector = InspectorPool(config.limits, work)
     inspector.wanted = blocklist.wanted  # MD5/SHA-1/PDQ of uploads, as the lists need them
+    inspector.lookup = blocklist.look_up_pdq  # in the worker thread that hashed, not the loop
     intake = Intake(
         inspector,
         blocklist,

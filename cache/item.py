@@ -90,6 +90,10 @@ class ImageFacts:
     pdq: str | None = None
     pdq_quality: int | None = None
     pdq_variants: tuple[str, ...] = ()  # the 8 dihedral PDQ hashes, for the check only
+    # The PDQ lookup, done in the worker thread that hashed (never on the event loop):
+    # (listed hash, list, distance) or None, once `pdq_looked_up`.
+    pdq_looked_up: bool = False
+    pdq_match: tuple[str, str, int] | None = None
 
 
 def new_item(

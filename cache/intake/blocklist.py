@@ -20,6 +20,7 @@ give meaningless hashes), as in Meta's Hasher-Matcher-Actioner.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ from ..errors import Blocklisted, InvalidParameter
 from ..item import ImageFacts
 from ..proof.metrics import Metrics
 from .digests import Wanted
-from .hashlists import HEX_DIGITS, U8, DigestSet, ListFormatError, load_list
-from .pdq_index import PdqIndex
+from .hashlists import HEX_DIGITS, U8, DigestSet, ListFormatError, hex_to_rows, load_list
+from .pdq_index import OVERFLOW_LIMIT, PdqIndex
 
 KINDS = ("sha256", "md5", "sha1", "pdq")
 EXACT_KINDS = ("sha256", "md5", "sha1")
@@ -167,7 +168,22 @@ class Blocklist:
                 return Match(kind, value, source)
         if not self.pdq_on:
             return None
+        if facts.pdq_looked_up:  # in the worker thread that hashed it (`look_up_pdq`)
+            if facts.pdq_match is None:
+                return None
+            listed, source, distance = facts.pdq_match
+            return Match("pdq", listed, source, distance)
         return self.find_pdq(pdq_hashes(facts), facts.pdq_quality)
+
+    def look_up_pdq(self, facts: ImageFacts) -> ImageFacts:
+        """The PDQ part of `find`, for a worker thread: its answer rides on the facts, so
+        `check` on the event loop does only the exact lookups. Safe beside the loop: the
+        file index is swapped whole on a reload and the admin index is copied on write."""
+        if not self.pdq_on:
+            return facts
+        found = self.find_pdq(pdq_hashes(facts), facts.pdq_quality)
+        match = None if found is None else (found.listed, found.source, found.distance or 0)
+        return dataclasses.replace(facts, pdq_looked_up=True, pdq_match=match)
 
     def find_pdq(self, hashes: Sequence[str], quality: int | None) -> Match | None:
         if not hashes or quality is None or quality < self.config.pdq_min_quality:
@@ -200,9 +216,8 @@ class Blocklist:
         """Admin additions (normalised already); returns those that were new."""
         new = sorted(set(hashes) - self._admin[kind])
         self._admin[kind].update(new)
-        if kind == "pdq":
-            for value in new:
-                self._admin_pdq.add(value, ADMIN)
+        if kind == "pdq" and new:
+            self._rebuild_admin_pdq()
         self._publish()
         return new
 
@@ -210,11 +225,22 @@ class Blocklist:
         """Admin removals; returns those that were there."""
         gone = sorted(set(hashes) & self._admin[kind])
         self._admin[kind].difference_update(gone)
-        if kind == "pdq":
-            for value in gone:
-                self._admin_pdq.remove(value)
+        if kind == "pdq" and gone:
+            self._rebuild_admin_pdq()
         self._publish()
         return gone
+
+    def _rebuild_admin_pdq(self) -> None:
+        """Copy on write: worker threads may be querying the index in force. A few entries
+        stay in the index's overflow table (scanned with numpy); many get the arrays."""
+        values = sorted(self._admin["pdq"])
+        if len(values) > OVERFLOW_LIMIT:  # bulk: the multi-index arrays
+            self._admin_pdq = PdqIndex.build([(ADMIN, hex_to_rows(values))])
+            return
+        index = PdqIndex()
+        for value in values:
+            index.add(value, ADMIN)
+        self._admin_pdq = index
 
     def replace_admin(self, entries: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
         """Make the admin layer exactly `entries` (shared ones, read from Redis); returns

@@ -15,14 +15,17 @@ reference's pixels. `decoded` lets a caller that already decoded at full size sh
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from ..errors import ImageTooLarge, InvalidImage
+from ..item import ImageFacts
 from .pdq import pdq_dihedral
 
 Data = bytes | bytearray | memoryview
@@ -89,3 +92,17 @@ def extra_digests(
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         raise InvalidImage(f"the {fmt} data does not decode ({type(exc).__name__})") from None
     return Digests(md5, sha1, hashes[0], quality, tuple(hashes))
+
+
+def with_digests(
+    facts: ImageFacts,
+    data: Data,
+    fmt: str,
+    want: Wanted,
+    lookup: Callable[[ImageFacts], ImageFacts] | None = None,
+) -> ImageFacts:
+    """`facts` with the extra digests, and the PDQ list lookup done here (`lookup`, the
+    blocklist's `look_up_pdq`): this runs in a worker thread, and a lookup among 10^6
+    listed hashes costs about a millisecond that the event loop would otherwise pay."""
+    facts = dataclasses.replace(facts, **extra_digests(data, fmt, want).fields())
+    return lookup(facts) if lookup is not None and want.pdq else facts

@@ -10,7 +10,6 @@ parse. The SHA-256 is taken in the same worker hop as the check.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from ..config import LimitsConfig
 from ..errors import ImageTooLarge, InvalidImage, UnsupportedFormat
 from ..item import ImageFacts
 from . import structure
-from .digests import Wanted, decoded_pdq_bytes, extra_digests
+from .digests import Wanted, decoded_pdq_bytes, with_digests
 from .work import WorkPool
 
 MEDIA_TYPES = {
@@ -120,6 +119,7 @@ class InspectorPool:
         self.pool = pool
         self._decode = limits.verify == "decode"
         self.wanted: Callable[[], Wanted] = Wanted  # the blocklist's: which hashes lists need
+        self.lookup: Callable[[ImageFacts], ImageFacts] | None = None  # its PDQ lookup
 
     async def inspect(self, data: Data) -> ImageFacts:
         facts = await self.pool.run(self.inspector.inspect, data)
@@ -132,6 +132,5 @@ class InspectorPool:
             fmt = next(name for name, media in MEDIA_TYPES.items() if media == facts.media_type)
             cost = decoded_pdq_bytes(facts.width, facts.height) if want.pdq else 0
             async with self.pool.decoding(cost):
-                digests = await self.pool.run(extra_digests, data, fmt, want)
-            facts = dataclasses.replace(facts, **digests.fields())
+                facts = await self.pool.run(with_digests, facts, data, fmt, want, self.lookup)
         return facts

@@ -3,6 +3,7 @@ distance, quality gate), what an upload must be hashed with, and the admin layer
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from PIL import Image
 from cache.app import build_runtime
 from cache.config import BlocklistConfig
 from cache.intake.blocklist import Blocklist, ListLoadError, load_files
-from cache.intake.digests import Wanted, extra_digests
+from cache.intake.digests import Wanted, extra_digests, with_digests
 from cache.item import ImageFacts
 from tests.support import images
 from tests.support.pdq_images import BRIDGE, digest, flat_png, reference_hashes, transposed
@@ -151,3 +152,20 @@ def test_digests_of_an_upload_only_as_wanted() -> None:
     assert len(full.pdq_variants) == 8 and full.pdq_variants[0] == full.pdq
     decoded = Image.open(io.BytesIO(data))
     assert extra_digests(data, "JPEG", Wanted(pdq=True), decoded).pdq == full.pdq
+
+
+def test_the_pdq_lookup_done_in_the_worker_thread_is_what_check_uses(tmp_path: Path) -> None:
+    listed = reference_hashes()[BRIDGE][0]
+    path = write(tmp_path, "pdq.txt", listed + "\n")
+    blocklist = Blocklist.from_config(BlocklistConfig(pdq_files=(path,)))
+    facts = facts_of(transposed(Image.Transpose.ROTATE_90))
+    looked = blocklist.look_up_pdq(facts)
+    assert looked.pdq_looked_up and looked.pdq_match is not None
+    assert looked.pdq_match[:2] == (listed, path)
+    assert blocklist.find(looked) == blocklist.find(facts)
+    answered = dataclasses.replace(facts, pdq_looked_up=True, pdq_match=None)
+    assert blocklist.find(answered) is None  # the loop does not look again
+    data = transposed(Image.Transpose.FLIP_LEFT_RIGHT)
+    base = ImageFacts(digest("sha256", data), len(data), "image/png", 512, 512)
+    hashed = with_digests(base, data, "PNG", Wanted(pdq=True), blocklist.look_up_pdq)
+    assert hashed.pdq_looked_up and hashed.pdq_match is not None
