@@ -28,6 +28,13 @@ FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+# pdqhash (PDQ perceptual hashes) has no Linux wheel: pip builds it from its sdist, which
+# needs a C++ compiler. In this stage only: the final image has no compiler.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml ./
