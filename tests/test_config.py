@@ -62,7 +62,11 @@ def test_env_overrides_toml_lists_as_json() -> None:
         ({"storage": {"nope": 1}}, {}, "storage.nope: unknown key"),
         ({"stroage": {}}, {}, "stroage: unknown section"),
         ({"blocklist": {"pdq_mode": "maybe"}}, {}, "blocklist.pdq_mode: must be one of auto"),
-        ({}, {"CACHE_BLOCKLIST_PDQ_MAX_DISTANCE": "64"}, "blocklist.pdq_max_distance: must be 0-63"),
+        (
+            {},
+            {"CACHE_BLOCKLIST_PDQ_MAX_DISTANCE": "64"},
+            "blocklist.pdq_max_distance: must be 0-63",
+        ),
         ({"blocklist": {"pdq_min_quality": 101}}, {}, "blocklist.pdq_min_quality: must be 0-100"),
         ({}, {"CACHE_BLOCKLIST_MD5_FILES": "a.txt"}, "blocklist.md5_files: must be a JSON list"),
     ],
