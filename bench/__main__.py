@@ -34,7 +34,14 @@ HERE = Path(__file__).resolve().parent
 BENCHES: dict[str, tuple[Callable[[Ctx], Section], tuple[str, ...]]] = {
     "purge_lag": (
         purge_lag.run,
-        ("purge_lag_p50_ms", "purge_lag_p99_ms", "purge_lag_max_ms", "redis_expiry_p99_ms"),
+        (
+            "purge_lag_p50_ms",
+            "purge_lag_p99_ms",
+            "purge_lag_max_ms",
+            "redis_expiry_p99_ms",
+            "purge_lag_p99_ms_tmpfs",
+            "purge_lag_p99_ms_redis",
+        ),
     ),
     "lifecycle": (
         lifecycle.run,
@@ -43,6 +50,7 @@ BENCHES: dict[str, tuple[Callable[[Ctx], Section], tuple[str, ...]]] = {
             "lifecycle_ratio_vs_redis",
             "jpeg1m_ratio_vs_bare",
             "lifecycle_ratio_vs_bare_pdq",
+            "lifecycle_ratio_vs_bare_decode",
         ),
     ),
     "memory": (

@@ -312,6 +312,19 @@ def run(ctx: Ctx) -> Section:
             "redis_expiry_p99_ms": key_redis.p99,
         }
     )
+    for backend in ("tmpfs", "redis"):  # the same figure for the other two backends
+        other = next(
+            (
+                r
+                for r in runs
+                if r.system == f"service {backend} (in-process)" and r.items == key_items
+            ),
+            None,
+        )
+        key = f"purge_lag_p99_ms_{backend}"
+        section.keys[key] = other.p99 if other is not None and other.available else None
+        if other is not None and not other.complete:
+            section.keys[f"{key}_why"] = other.why_not or "not every item was released in the bound"
     if key_run is not None and not key_run.complete:
         section.keys["purge_lag_max_ms_why"] = (
             f"not every item was released within the bound (> {fmt(key_run.bound_ms())} ms)"
