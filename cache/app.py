@@ -65,7 +65,7 @@ def build_runtime(
     metrics.set_limits(
         config.storage.max_bytes, config.storage.max_items, config.ttl.max, config.ttl.grace
     )
-    audit = AuditLog(clock, audit_stream)
+    audit = AuditLog(clock, audit_stream, max_backlog=config.server.audit_backlog)
     metrics.watch_audit(lambda: audit.waiting)
     audit.on_drop = metrics.audit_dropped.inc
     store = build_store(config, clock, metrics, audit, backend=backend, redis_client=redis_client)

@@ -35,6 +35,7 @@ class ServerConfig:
     loop: str = "auto"  # uvloop when it is installed (Linux), else asyncio
     max_connections: int = 256  # open connections; past it a connection gets 503 and a close
     header_timeout: float = 10.0  # s from connect (or the last response) to complete headers
+    audit_backlog: int = 10_000  # audit lines waiting to be written before uploads get 503
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.header_timeout": _positive,
     "storage.backend": _one_of(BACKENDS),
     "storage.max_bytes": _positive,
+    "server.audit_backlog": _positive,
     "storage.max_items": _positive,
     "ttl.default": _positive,
     "ttl.max": _positive,

@@ -21,8 +21,12 @@ def server_process() -> Iterator[ServerFactory]:
     `.start()`, which raises if the server exits); every one is killed at teardown."""
     made: list[ServerProcess] = []
 
-    def factory(env: dict[str, str] | None = None, args: list[str] | None = None) -> ServerProcess:
-        proc = ServerProcess(env=env, args=args)
+    def factory(
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        hold_stdout: bool = False,
+    ) -> ServerProcess:
+        proc = ServerProcess(env=env, args=args, hold_stdout=hold_stdout)
         made.append(proc)
         return proc
 

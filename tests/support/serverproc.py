@@ -30,7 +30,12 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        hold_stdout: bool = False,
+    ) -> None:
         self.port = free_port()
         self.ops_port = free_port()
         self.env = {
@@ -48,6 +53,10 @@ class ServerProcess:
         self._out: list[str] = []
         self._err: list[str] = []
         self._readers: list[threading.Thread] = []
+        # hold_stdout: nobody reads the audit log until release_stdout() (a stalled reader)
+        self._stdout_gate = threading.Event()
+        if not hold_stdout:
+            self._stdout_gate.set()
 
     @property
     def url(self) -> str:
@@ -67,9 +76,14 @@ class ServerProcess:
             text=True,
         )
         # Drain both pipes all along: a full pipe would block the server's audit writes.
+        opened = threading.Event()
+        opened.set()
         self._readers = [
-            threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
-            for stream, sink in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))
+            threading.Thread(target=self._drain, args=(stream, sink, gate), daemon=True)
+            for stream, sink, gate in (
+                (self.proc.stdout, self._out, self._stdout_gate),
+                (self.proc.stderr, self._err, opened),
+            )
         ]
         for reader in self._readers:
             reader.start()
@@ -131,8 +145,13 @@ class ServerProcess:
             self.proc.kill()
             self._collect()
 
+    def release_stdout(self) -> None:
+        """Start reading the audit log (stdout) of a server started with hold_stdout."""
+        self._stdout_gate.set()
+
     @staticmethod
-    def _drain(stream: IO[str] | None, sink: list[str]) -> None:
+    def _drain(stream: IO[str] | None, sink: list[str], gate: threading.Event) -> None:
+        gate.wait()
         if stream is not None:
             for line in stream:
                 sink.append(line)
@@ -140,6 +159,7 @@ class ServerProcess:
     def _collect(self) -> None:
         """Wait for the process and its pipes, then expose what it printed."""
         assert self.proc is not None
+        self._stdout_gate.set()
         self.proc.wait()
         for reader in self._readers:
             reader.join(timeout=10)

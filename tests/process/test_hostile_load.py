@@ -1,0 +1,102 @@
+"""Attacks from an unauthenticated client, against a real server process: items keep
+falling due on time while they run (no TTL violation), and each attack gets its bound.
+
+- thumbnails of a huge flat PNG while tmpfs items fall due: deletes never wait behind
+  decodes (their own thread pool), and thumbnails beyond the decode budget get 503;
+- a reader of the audit log (stdout) that stops reading: purges go on and are logged
+  later, uploads get 503 and /readyz 503 while the backlog is over its bound, nothing is
+  dropped, and everything comes back when the reader does.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests.support import images
+from tests.support.serverproc import ServerFactory, ServerProcess
+from tests.support.service import parse_metrics
+from tests.support.system import needs_linux_shm
+from tests.support.waiting import wait_for
+
+
+def flat_png(side: int) -> bytes:
+    """A side x side RGB PNG of one colour: about 150 KiB on the wire for 7000 x 7000."""
+    row = b"\x00" + bytes(3 * side)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def metrics(server: ServerProcess) -> dict[str, float]:
+    return parse_metrics(server.metrics_text())
+
+
+def lag_le(values: dict[str, float], seconds: str) -> float:
+    return values[f'cache_purge_lag_seconds_bucket{{le="{seconds}"}}']
+
+
+@needs_linux_shm
+def test_thumbnail_storm_does_not_delay_tmpfs_purges(
+    server_process: ServerFactory, shm_dir: Path
+) -> None:
+    server = server_process(
+        env={
+            "CACHE_STORAGE_BACKEND": "tmpfs",
+            "CACHE_STORAGE_PATH": str(shm_dir),
+            "CACHE_TTL_SWEEP_INTERVAL": "0.2",
+        }
+    ).start()
+    huge = server.upload(flat_png(7000), "?ttl=120")
+    due = [server.upload(images.png(), "?ttl=2")["id"] for _ in range(20)]
+    url = f"/v1/images/{huge['id']}/thumbnail?size=1024"
+    with ThreadPoolExecutor(18) as pool:
+        answers = list(pool.map(lambda _: server.request("GET", url)[0], range(18)))
+    assert set(answers) <= {200, 503}, answers
+    assert 200 in answers  # the budget lets one at a time through
+    wait_for(lambda: not any(server.request("GET", f"/v1/images/{i}")[0] == 200 for i in due))
+    values = wait_for(
+        lambda: (m := metrics(server))['cache_purged_total{reason="ttl"}'] >= 20 and m,
+        what="the 20 due items to be purged",
+    )
+    assert values["cache_ttl_violations_total"] == 0
+    assert lag_le(values, "0.25") == values["cache_purge_lag_seconds_count"]  # all within 250 ms
+    assert sorted(p.name for p in shm_dir.iterdir() if p.is_file()) == [huge["id"]]
+
+
+def test_a_stalled_audit_reader_delays_no_purge(server_process: ServerFactory) -> None:
+    server = server_process(
+        env={"CACHE_TTL_SWEEP_INTERVAL": "0.2", "CACHE_SERVER_AUDIT_BACKLOG": "200"},
+        hold_stdout=True,
+    ).start()
+    stored = 0
+    status = 201
+    while status == 201 and stored < 5000:  # until the backlog refuses new uploads
+        status, _ = server.request("POST", "/v1/images?ttl=1", images.png((8, 8)))
+        stored += status == 201
+    assert status == 503, "uploads were never refused while the audit log could not be written"
+    assert server.request("GET", "/readyz")[0] == 503
+    values = wait_for(
+        lambda: (m := metrics(server))['cache_purged_total{reason="ttl"}'] >= stored and m,
+        what="every stored item to be purged while nobody reads the log",
+    )
+    assert values["cache_ttl_violations_total"] == 0
+    assert values["cache_audit_lines_waiting"] > 200
+    assert values["cache_audit_lines_dropped_total"] == 0
+
+    server.release_stdout()
+    wait_for(lambda: metrics(server)["cache_audit_lines_waiting"] == 0, what="the log to drain")
+    assert server.request("GET", "/readyz")[0] == 200
+    server.upload(images.png())
+    assert server.stop() == 0
+    purged = {e["id"] for e in server.audit("purged") if e.get("reason") == "ttl"}
+    assert len(purged) == stored  # every purge was logged, late but complete
