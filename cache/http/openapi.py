@@ -22,6 +22,9 @@ _CREATED = {
         "frames": {"type": "integer"},
         "reads_left": {"type": ["integer", "null"]},
         "source": {"type": "string"},
+        # Only when blocklist.pdq_mode is on: the PDQ hash (64 hex) and its quality (0-100).
+        "pdq": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "pdq_quality": {"type": "integer", "minimum": 0, "maximum": 100},
     },
     "required": ["id", "expires_at", "ttl", "sha256", "size", "media_type", "width", "height"],
 }
