@@ -75,6 +75,8 @@ class LimitsConfig:
     max_thumbnail_size: int = 1024
     verify: str = "structure"  # walk the container ("structure") or decode it ("decode")
     max_uploads_in_flight: int = 64  # bodies being read or checked at once; more get 503
+    body_idle_timeout: float = 10.0  # s without a byte of a request body: cut with 408
+    body_timeout: float = 60.0  # s for a whole request body: cut with 408
     decode_budget_bytes: int = 256 * MiB  # decoded pixels in flight, all requests together
 
 
@@ -177,6 +179,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "limits.max_thumbnail_size": _positive,
     "limits.verify": _one_of(VERIFY_LEVELS),
     "limits.max_uploads_in_flight": _positive,
+    "limits.body_idle_timeout": _positive,
+    "limits.body_timeout": _positive,
     "limits.decode_budget_bytes": _positive,
     "fetch.connect_timeout": _positive,
     "fetch.timeout": _positive,

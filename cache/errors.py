@@ -48,6 +48,21 @@ class PayloadTooLarge(CacheError):
     """A body over its byte cap."""
 
 
+class RequestTimeout(CacheError):
+    """A body that stalled (no byte for `limits.body_idle_timeout`) or took longer than
+    `limits.body_timeout` as a whole: cut, and its reservation released."""
+
+
+class UnsupportedEncoding(CacheError):
+    """A body in an encoding the service does not read: a `Content-Encoding` other than
+    identity, or a JSON `charset` other than UTF-8."""
+
+
+class ClientClosed(CacheError):
+    """The client hung up before its request was read or answered: not a server error,
+    and nobody is left to answer."""
+
+
 class UnsupportedFormat(CacheError):
     """The bytes are not an image in an allowed format."""
 

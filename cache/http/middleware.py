@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
-from ..errors import CacheError
+from ..errors import CacheError, ClientClosed
 from ..runtime import LISTENER, RUNTIME
-from .problems import BY_STATUS, problem_of, problem_response
+from .problems import BY_STATUS, MethodNotAllowed, problem_of, problem_response
 
 log = logging.getLogger(__name__)
 # Methods with a series of their own; any other token a client sends counts as "other".
@@ -47,7 +47,8 @@ def route_label(request: web.Request) -> str:
 
 @web.middleware
 async def problems_and_timing(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error becomes problem+json (aiohttp's own 404/405/413 too); every request is timed."""
+    """Every error becomes problem+json (aiohttp's own 404/405/413 too); every request is
+    timed. A client that hung up is no server error: 499 in the histogram, one INFO line."""
     started = time.perf_counter()
     status = 500
     try:
@@ -56,14 +57,21 @@ async def problems_and_timing(request: web.Request, handler: Handler) -> web.Str
         return response
     except CacheError as exc:
         status = problem_of(exc).status
+        if isinstance(exc, ClientClosed):
+            _client_closed(request, exc.detail)
         return _unread_body_closes(request, problem_response(exc, request.path))
     except web.HTTPException as exc:
         if exc.status < 400:
             status = exc.status
             raise
-        error = BY_STATUS.get(exc.status, CacheError)(exc.reason)
+        error = _aiohttp_refusal(exc)
         status = problem_of(error).status
-        return problem_response(error, request.path)
+        return _unread_body_closes(request, problem_response(error, request.path))
+    except ConnectionError:  # the client went away while we answered it
+        error = ClientClosed("the client closed the connection during the response")
+        status = problem_of(error).status
+        _client_closed(request, error.detail)
+        return problem_response(error, request.path)  # nobody reads it: nothing is sent
     except Exception:
         log.exception("unhandled error on %s %s", request.method, route_label(request))
         return problem_response(CacheError("internal error"), request.path)
@@ -74,11 +82,26 @@ async def problems_and_timing(request: web.Request, handler: Handler) -> web.Str
         ).observe(time.perf_counter() - started)
 
 
+def _aiohttp_refusal(exc: web.HTTPException) -> CacheError:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(exc.reason, allow=exc.headers.get("Allow", ""))
+    return BY_STATUS.get(exc.status, CacheError)(exc.reason)
+
+
+def _client_closed(request: web.Request, detail: str) -> None:
+    log.info("%s %s: %s (499)", request.method, route_label(request), detail)
+
+
 def _unread_body_closes(request: web.Request, response: web.Response) -> web.Response:
     """A refusal that left the body unread (full, too large) closes the connection rather
-    than draining what the client still sends: under a flood, nothing more is buffered."""
+    than draining what the client still sends: under a flood, nothing more is buffered.
+    A body that broke (bad framing, a lost connection) or stalled (408) is marked read to
+    its end: aiohttp would otherwise linger, draining it for seconds after the answer (a
+    stalled client holds its connection; a broken body's error is logged as unhandled)."""
     if request.body_exists and not request.content.is_eof():
         response.force_close()
+        if request.content.exception() is not None or response.status == 408:
+            request.content.feed_eof()
     return response
 
 

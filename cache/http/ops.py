@@ -12,7 +12,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import BadRequest, InvalidParameter, NotFound
+from ..errors import (
+    BadRequest,
+    ClientClosed,
+    InvalidParameter,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedEncoding,
+)
 from ..intake.blocklist import normalise, normalise_sha256
 from ..intake.pdq_index import MAX_DISTANCE
 from ..item import is_valid_id
@@ -20,11 +28,13 @@ from ..runtime import RUNTIME, Runtime
 from .blocklist_routes import add_blocklist_routes
 from .blocklist_routes import receipts_response as _receipts
 from .body import read_json_object
+from .params import integer
 from .problems import Unauthorized
 
 MAX_IDS_PER_PURGE = 10_000
 MAX_LISTED_ITEMS = 10_000
 SELECTORS = ("ids", "sha256", "md5", "sha1", "pdq", "all")
+MALFORMED = (BadRequest, PayloadTooLarge, UnsupportedEncoding, RequestTimeout, ClientClosed)
 
 
 @web.middleware
@@ -33,13 +43,25 @@ async def admin_auth(request: web.Request, handler: Handler) -> web.StreamRespon
         token = request.app[RUNTIME].config.ops.admin_token
         if not token:
             raise NotFound("admin routes are off: ops.admin_token is not set")
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        ):
-            raise Unauthorized("a valid bearer token is required")
+        try:
+            _check_bearer(request.headers.get("Authorization", ""), token)
+            return await handler(request)
+        except MALFORMED as exc:  # a malformed admin call is recorded like an upload's
+            request.app[RUNTIME].intake.reject(exc, "admin")
+            raise
     return await handler(request)
+
+
+def _check_bearer(header: str, token: str) -> None:
+    """Constant-time; a token that is not ASCII (RFC 6750's token68 is) is a malformed
+    header, 400, rather than a 500 from encoding it."""
+    scheme, _, given = header.partition(" ")
+    try:
+        given_bytes = given.strip().encode("ascii")
+    except UnicodeEncodeError:
+        raise BadRequest("the bearer token must be ASCII") from None
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token.encode()):
+        raise Unauthorized("a valid bearer token is required")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -90,10 +112,7 @@ async def purge(request: web.Request) -> web.Response:
 async def items(request: web.Request) -> web.Response:
     """Metadata of held items, oldest first; never bytes."""
     rt: Runtime = request.app[RUNTIME]
-    try:
-        limit = int(request.query.get("limit", "1000"))
-    except ValueError:
-        raise InvalidParameter("limit must be an integer") from None
+    limit = integer("limit", request.query.get("limit", "1000"))
     if not 1 <= limit <= MAX_LISTED_ITEMS:
         raise InvalidParameter(f"limit must be between 1 and {MAX_LISTED_ITEMS}")
     sha256 = request.query.get("sha256")

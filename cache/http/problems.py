@@ -24,7 +24,12 @@ class Unauthorized(e.CacheError):
 
 
 class MethodNotAllowed(e.CacheError):
-    """The route exists, the method does not."""
+    """The route exists, the method does not; `allow` lists the methods it has (RFC 9110
+    requires the `Allow` header on every 405)."""
+
+    def __init__(self, detail: str = "", allow: str = "") -> None:
+        super().__init__(detail)
+        self.allow = allow
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,11 @@ PROBLEMS: dict[type[e.CacheError], Problem] = {
     e.FetchForbidden: Problem(403, "fetch-destination-forbidden", "Fetch destination not allowed"),
     e.NotFound: Problem(404, "not-found", "No such image"),
     MethodNotAllowed: Problem(405, "method-not-allowed", "Method not allowed"),
+    e.RequestTimeout: Problem(408, "request-timeout", "Request body too slow"),
     e.PayloadTooLarge: Problem(413, "payload-too-large", "Image too large"),
+    e.UnsupportedEncoding: Problem(415, "unsupported-encoding", "Body encoding not supported"),
+    # nginx's 499: never sent (the client is gone), only counted and logged.
+    e.ClientClosed: Problem(499, "client-closed", "Client closed the request"),
     e.UnsupportedFormat: Problem(415, "unsupported-format", "Not an allowed image format"),
     e.InvalidImage: Problem(422, "invalid-image", "Not a valid image"),
     e.ImageTooLarge: Problem(422, "image-dimensions-exceeded", "Image dimensions over the cap"),
@@ -91,6 +100,10 @@ def headers_of(error: e.CacheError) -> dict[str, str]:
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, Unauthorized):
         return {"WWW-Authenticate": 'Bearer realm="query-cache-ops"'}
+    if isinstance(error, e.UnsupportedEncoding):
+        return {"Accept-Encoding": "identity"}  # RFC 7694: what a body may be sent in
+    if isinstance(error, MethodNotAllowed):
+        return {"Allow": error.allow}
     return {}
 
 

@@ -3,51 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
-from ..config import TtlConfig
-from ..errors import InvalidParameter, NotFound, ServiceUnavailable
+from ..errors import CacheError, InvalidParameter, NotFound, ServiceUnavailable
 from ..intake.thumbnail import MIN_SIZE
 from ..item import Item
 from ..runtime import RUNTIME, Runtime
-from .body import read_json_object, read_upload
+from .body import body_limits, check_identity, read_json_object, read_upload
 from .middleware import IMAGE_HEADERS
 from .openapi import openapi_document
+from .params import integer, parse_lifetime
 
-MAX_READS_CAP = 1_000_000
 DEFAULT_THUMBNAIL = 256
-
-
-def _number(name: str, raw: Any, kind: type[int] | type[float]) -> float:
-    if isinstance(raw, bool):
-        raise InvalidParameter(f"{name} must be a number")
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        raise InvalidParameter(
-            f"{name} must be {'an integer' if kind is int else 'a number'}"
-        ) from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InvalidParameter(f"{name} must be a finite number")
-    return value
-
-
-def parse_lifetime(params: Mapping[str, Any], ttl: TtlConfig) -> tuple[float, int | None]:
-    """`ttl` in seconds (1 .. ttl.max) and `max_reads` (1 .. 1e6), each 400 when out of bounds."""
-    value = ttl.default if params.get("ttl") in (None, "") else _number("ttl", params["ttl"], float)
-    if value < 1 or value > ttl.max:
-        raise InvalidParameter(
-            f"ttl must be between 1 and ttl.max ({ttl.max:g}) seconds", bound=ttl.max
-        )
-    max_reads: int | None = None
-    if params.get("max_reads") not in (None, ""):
-        max_reads = int(_number("max_reads", params["max_reads"], int))
-        if not 1 <= max_reads <= MAX_READS_CAP:
-            raise InvalidParameter(f"max_reads must be between 1 and {MAX_READS_CAP}")
-    return value, max_reads
+# A GET of the image answers the whole of it: no ranges (each would spend a read).
+READ_HEADERS = CIMultiDict({**IMAGE_HEADERS, "Accept-Ranges": "none"})
 
 
 def created_view(item: Item) -> dict[str, Any]:
@@ -81,13 +53,18 @@ def _created(item: Item) -> web.Response:
 
 async def upload(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    ttl, max_reads = parse_lifetime(request.query, rt.config.ttl)
-    max_bytes = rt.config.limits.max_upload_bytes
+    try:
+        ttl, max_reads = parse_lifetime(request.query, rt.config.ttl)
+        check_identity(request)
+    except CacheError as exc:
+        rt.intake.reject(exc, "upload")
+        raise
     item = await rt.intake.admit_upload(
         request.content_length,
-        lambda: read_upload(request, max_bytes),
+        lambda grow: read_upload(request, body_limits(request), grow),
         ttl=ttl,
         max_reads=max_reads,
+        max_bytes=rt.config.limits.max_upload_bytes,
     )
     return _created(item)
 
@@ -97,21 +74,26 @@ async def fetch(request: web.Request) -> web.Response:
     if not rt.config.fetch.enabled:
         rt.metrics.fetch.labels("disabled").inc()
         raise NotFound("fetch by URL is disabled on this service")
-    params = await read_json_object(request)
-    ttl, max_reads = parse_lifetime(params, rt.config.ttl)
-    url = params.get("url")
-    if not isinstance(url, str) or not url:
-        raise InvalidParameter("url must be a non-empty string")
+    try:
+        params = await read_json_object(request)
+        ttl, max_reads = parse_lifetime(params, rt.config.ttl)
+        url = params.get("url")
+        if not isinstance(url, str) or not url:
+            raise InvalidParameter("url must be a non-empty string")
+    except CacheError as exc:
+        rt.intake.reject(exc, "fetch")
+        raise
     return _created(await rt.intake.admit_fetch(url, ttl=ttl, max_reads=max_reads))
 
 
 async def read_image(request: web.Request) -> web.StreamResponse:
     """The bytes, written straight from the held buffer; a response still being written
     at the item's deadline + ttl.grace is cut (the connection is aborted), so a slow
-    reader never receives bytes, nor holds a buffer, past that."""
+    reader never receives bytes, nor holds a buffer, past that. `Range` is ignored: a GET
+    answers the whole image (200) and counts a read, as any GET that delivers bytes."""
     rt = request.app[RUNTIME]
     item, data = await rt.store.read(request.match_info["id"])
-    response = web.StreamResponse(headers=IMAGE_HEADERS)
+    response = web.StreamResponse(headers=READ_HEADERS)
     response.content_type = item.media_type
     response.content_length = len(data)
     cut_in = item.deadline + rt.config.ttl.grace - rt.clock.monotonic()
@@ -129,10 +111,23 @@ async def read_image(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def head_image(request: web.Request) -> web.StreamResponse:
+    """HEAD: the headers a GET would send, from the metadata alone. It never spends a
+    read: link-preview bots and crawlers send HEAD first, and a one-time link must
+    survive them."""
+    item = await request.app[RUNTIME].store.meta(request.match_info["id"])
+    response = web.StreamResponse(headers=READ_HEADERS)
+    response.content_type = item.media_type
+    response.content_length = item.size
+    await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
 async def thumbnail(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     cap = rt.config.limits.max_thumbnail_size
-    size = int(_number("size", request.query.get("size", DEFAULT_THUMBNAIL), int))
+    size = integer("size", request.query.get("size", str(DEFAULT_THUMBNAIL)))
     if not MIN_SIZE <= size <= cap:
         raise InvalidParameter(f"size must be between {MIN_SIZE} and {cap}", bound=cap)
     item_id = request.match_info["id"]
@@ -180,7 +175,8 @@ async def openapi(request: web.Request) -> web.Response:
 def add_public_routes(app: web.Application) -> None:
     app.router.add_post("/v1/images", upload)
     app.router.add_post("/v1/images/fetch", fetch)
-    app.router.add_get("/v1/images/{id}", read_image)
+    app.router.add_get("/v1/images/{id}", read_image, allow_head=False)
+    app.router.add_head("/v1/images/{id}", head_image)
     app.router.add_get("/v1/images/{id}/thumbnail", thumbnail)
     app.router.add_get("/v1/images/{id}/meta", meta)
     app.router.add_delete("/v1/images/{id}", delete)

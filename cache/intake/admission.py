@@ -18,6 +18,7 @@ from ..errors import (
     CacheFull,
     ImageTooLarge,
     InvalidImage,
+    PayloadTooLarge,
     ServiceUnavailable,
     UnsupportedFormat,
 )
@@ -31,7 +32,8 @@ from .fetch import RESULT_LABELS, Fetcher
 from .inspect import InspectorPool
 
 Classify = Callable[[CacheError], tuple[int, str]]  # a refusal -> (status, slug)
-ReadBody = Callable[[], Awaitable[bytearray]]
+Grow = Callable[[int], None]  # told each chunk's size as it arrives; raises to refuse
+ReadBody = Callable[[Grow], Awaitable[bytearray]]
 NOT_AN_IMAGE = (UnsupportedFormat, InvalidImage, ImageTooLarge)
 
 
@@ -100,34 +102,49 @@ class Intake:
         self.reject(exc, source, source_host, facts.sha256 if facts else None, size)
 
     async def admit_upload(
-        self, expected: int | None, read_body: ReadBody, *, ttl: float, max_reads: int | None
+        self,
+        expected: int | None,
+        read_body: ReadBody,
+        *,
+        ttl: float,
+        max_reads: int | None,
+        max_bytes: int,
     ) -> Item:
-        """An upload from its first byte: refused (503) before the body is read when it
-        cannot fit, counting the bodies already being read, so under a flood a body that
-        would be refused is never buffered and what is buffered stays within capacity.
-        `expected` is the declared length (None when unknown)."""
-        expected = expected or 1
+        """An upload from its first byte. A declared length over `max_bytes` can never be
+        stored (413); one that cannot fit now is refused (503, Retry-After: when the
+        deadlines make room) before the body is read, counting the bodies already being
+        read, so under a flood a body that would be refused is never buffered and what is
+        buffered stays within capacity. A body of unknown length (chunked) is counted as
+        its bytes arrive (`read_body` is handed the counter) and refused the moment the
+        store has no room for it. `expected` is the declared length (None when unknown)."""
         try:
             self.check_audit()
+            if expected is not None and expected > max_bytes:
+                raise PayloadTooLarge(f"the image is over the {max_bytes}-byte limit")
             if self._uploads >= self.max_uploads:
                 raise ServiceUnavailable("too many uploads in flight; retry shortly", 1.0)
-            if not self.store.has_room(self._in_flight + expected):
-                raise CacheFull("the cache is full; retry later", self._retry_after())
-        except ServiceUnavailable as exc:
+            self._check_room(expected or 1)
+        except CacheError as exc:
             self.reject(exc, "upload")
             raise
-        self._in_flight += expected
+        counted = _Counted(self, expected or 0)
         self._uploads += 1
         try:
             try:
-                data = await read_body()
+                data = await read_body(counted.grow)
             except CacheError as exc:
                 self.reject(exc, "upload")
                 raise
             return await self.admit(data, ttl=ttl, max_reads=max_reads, source="upload")
         finally:
-            self._in_flight -= expected
+            counted.release()
             self._uploads -= 1
+
+    def _check_room(self, size: int) -> None:
+        """CacheFull unless `size` more bytes fit beside what is stored and in flight."""
+        wanted = self._in_flight + size
+        if not self.store.has_room(wanted):
+            raise CacheFull("the cache is full; retry later", self._retry_after(wanted))
 
     async def admit_fetch(self, url: str, *, ttl: float, max_reads: int | None) -> Item:
         """Fetch `url` under the fetch policy, then admit the body like an upload."""
@@ -154,9 +171,11 @@ class Intake:
         if self._audit.backlogged:
             raise ServiceUnavailable("the audit log is behind; retry shortly", 1.0)
 
-    def _retry_after(self) -> float:
-        earliest = self.store.earliest_deadline()
-        return 1.0 if earliest is None else earliest - self._clock.monotonic()
+    def _retry_after(self, size: int) -> float:
+        """Seconds until the deadlines free room for `size` bytes (1 when they never will
+        alone: uploads in flight hold the rest)."""
+        at = self.store.room_at(size)
+        return 1.0 if at is None else at - self._clock.monotonic()
 
     def reject(
         self,
@@ -178,3 +197,26 @@ class Intake:
             size=size,
             **error.audit_fields,  # e.g. which hash list refused it: for the log only
         )
+
+
+class _Counted:
+    """The bytes one upload holds in its intake's in-flight count: the declared length at
+    once, or (chunked) each chunk as it arrives, past which the store must have room."""
+
+    def __init__(self, intake: Intake, declared: int) -> None:
+        self._intake = intake
+        self._held = declared
+        self._received = 0
+        intake._in_flight += declared
+
+    def grow(self, size: int) -> None:
+        self._received += size
+        more = self._received - self._held
+        if more > 0:
+            self._intake._check_room(more)
+            self._intake._in_flight += more
+            self._held += more
+
+    def release(self) -> None:
+        self._intake._in_flight -= self._held
+        self._held = 0

@@ -98,6 +98,13 @@ class ItemStore(ABC):
         """A cheap early answer, before an upload is read: False means it cannot fit now.
         True is only a hint; `put` reserves for real."""
 
+    def room_at(self, size: int) -> float | None:
+        """When (monotonic) the deadlines alone will have freed room for `size` more bytes
+        and one more item: what a full cache's Retry-After says. None when they never will
+        (more than the capacity, or bodies in flight hold the rest). A store that knows
+        only its earliest deadline answers that."""
+        return self.earliest_deadline()
+
     @abstractmethod
     def on_new_deadline(self, listener: Callable[[float], None]) -> None:
         """`listener(deadline)` runs after every insert: the expiry timer re-arms on it."""

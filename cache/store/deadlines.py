@@ -15,7 +15,7 @@ whose id is not live is stale and is dropped when it reaches the top. Items purg
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -52,6 +52,20 @@ class DeadlineHeap(Generic[V]):
             if entry[1] in live:
                 due.append(entry)
         return due
+
+    def in_order(self, limit: int) -> Iterator[Entry]:
+        """Live entries, earliest first, at most `limit` of them, without popping: a walk
+        of the heap's tree in order (a small frontier heap), costing what it yields."""
+        heap, live = self._heap, self._live
+        frontier: list[tuple[Entry, int]] = [(heap[0], 0)] if heap else []
+        while frontier and limit > 0:
+            entry, at = heapq.heappop(frontier)
+            if entry[1] in live:
+                limit -= 1
+                yield entry
+            for child in (2 * at + 1, 2 * at + 2):
+                if child < len(heap):
+                    heapq.heappush(frontier, (heap[child], child))
 
     def restore(self, entries: Iterable[Entry]) -> None:
         """Put back popped entries whose items are still live (a purge that failed)."""

@@ -22,6 +22,7 @@ from ..records import ReleaseRecorder, gone
 from .backend import Backend
 
 ORPHAN_SCAN_INTERVAL = 30.0  # a directory listing: cheap, but not every second
+ROOM_WALK = 4096  # deadlines walked at most to tell a full cache's Retry-After
 
 
 def _deadline(item: Item) -> float:
@@ -133,12 +134,32 @@ class LocalStore(ItemStore):
             and self._bytes + self._reserved_bytes + size <= self._capacity.max_bytes
         )
 
+    def room_at(self, size: int) -> float | None:
+        """Walks the deadlines in order (at most ROOM_WALK of them: past that, the last
+        one walked, a lower bound) until their items' bytes and count leave room."""
+        cap, items = self._capacity, self._items
+        if size > cap.max_bytes:
+            return None
+        over_bytes = self._bytes + self._reserved_bytes + size - cap.max_bytes
+        over_items = len(items) + self._reserved_items + 1 - cap.max_items
+        entries = self._deadlines.in_order(ROOM_WALK)
+        at, walked = self._clock.monotonic(), 0
+        while over_bytes > 0 or over_items > 0:
+            step = next(entries, None)
+            if step is None:
+                return at if walked == ROOM_WALK else None
+            at, item_id = step
+            over_bytes -= items[item_id].size
+            over_items -= 1
+            walked += 1
+        return at
+
     def _reserve(self, size: int) -> None:
         if self._closed:
             raise ServiceUnavailable("shutting down")
         if not self.has_room(size):
-            earliest = self.earliest_deadline()
-            wait = 1.0 if earliest is None else earliest - self._clock.monotonic()
+            at = self.room_at(size)
+            wait = 1.0 if at is None else at - self._clock.monotonic()
             raise CacheFull("the cache is full; retry after the earliest deadline", wait)
         self._reserved_bytes += size
         self._reserved_items += 1
