@@ -44,7 +44,18 @@ class Backend(Protocol):
         ...
 
     async def keys(self) -> set[str]:
-        """Every id held, for the orphan scan (never used to find what expired)."""
+        """Every id held (never used to find what expired)."""
+        ...
+
+    async def entries(self) -> set[str]:
+        """Every name held, ids or not (a folder: every entry but the service's own
+        TMPDIR), for the orphan scan."""
+        ...
+
+    async def destroy_orphans(self, names: set[str]) -> int:
+        """Destroy these entries (from `entries()`, owned by no item) whatever they are,
+        overwritten before release; a folder also empties the service's TMPDIR. Returns
+        how many entries went."""
         ...
 
     async def close(self) -> None:

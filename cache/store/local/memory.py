@@ -92,6 +92,12 @@ class MemoryBackend:
     async def keys(self) -> set[str]:
         return set(self._buffers)
 
+    async def entries(self) -> set[str]:
+        return set(self._buffers)
+
+    async def destroy_orphans(self, names: set[str]) -> int:
+        return await self.delete_many(list(names))
+
     async def close(self) -> None:
         while self._trimming is not None and not self._trimming.done():
             with contextlib.suppress(Exception):

@@ -265,12 +265,11 @@ class LocalStore(ItemStore):
         return count
 
     async def purge_orphans(self) -> int:
-        """Destroy bytes that no item owns (e.g. a file written by a process now gone)."""
-        orphans = await self._backend.keys() - self._items.keys() - self._pending
-        count = 0
-        for item_id in orphans:
-            if item_id not in self._items and await self._backend.delete(item_id):
-                count += 1
+        """Destroy every entry that no item owns, whatever its name (a file written by a
+        process now gone, or planted); the backend empties the service's TMPDIR too. The
+        owners are read after the listing: an item being written is pending by then."""
+        orphans = await self._backend.entries() - self._items.keys() - self._pending
+        count = await self._backend.destroy_orphans(orphans)
         if count:
             self._metrics.purged.labels("orphan").inc(count)
             self._audit.emit("purged", reason="orphan", count=count)

@@ -201,8 +201,69 @@ def _destroy_many(dir_fd: int, names: list[str]) -> int:
     return sum(_destroy(dir_fd, name) for name in names)
 
 
-def _purge(dir_fd: int) -> int:
-    return sum(_destroy(dir_fd, name) for name, is_dir in _entries(dir_fd) if not is_dir)
+def _own_tmpdir(folder: Path) -> str | None:
+    """The name of the service's TMPDIR when it is a folder right in `folder` (where
+    guarantees.point_tmpdir puts it on the tmpfs backend), else None."""
+    tmpdir = os.environ.get("TMPDIR")
+    if not tmpdir or os.path.dirname(os.path.abspath(tmpdir)) != str(folder):
+        return None
+    return os.path.basename(os.path.abspath(tmpdir))
+
+
+def _destroy_entry(dir_fd: int, name: str, is_dir: bool) -> int:
+    """A file is overwritten, then unlinked; anything else that is not a folder (a
+    symlink, a FIFO) unlinked; a folder emptied so, then removed. -> entries removed."""
+    if not is_dir:
+        return int(_destroy(dir_fd, name))
+    removed = _empty(dir_fd, name)
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError:
+        return removed
+    return removed + 1
+
+
+def _empty(dir_fd: int, name: str) -> int:
+    """Destroy everything in the folder `name` (bottom-up, links never followed)."""
+    removed = 0
+    try:
+        for _, folders, files, fd in os.fwalk(
+            name, dir_fd=dir_fd, topdown=False, follow_symlinks=False
+        ):
+            removed += _destroy_many(fd, files)
+            for folder in folders:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder, dir_fd=fd)
+                    removed += 1
+    except (OSError, RecursionError):
+        pass  # what is left (a tree deeper than the stack) goes at the next scan
+    return removed
+
+
+def _destroy_names(dir_fd: int, folder: Path, names: set[str]) -> int:
+    """Destroy the entries `names` (no item owns them), whatever they are, then empty the
+    service's TMPDIR folder: the service writes no temp file, so anything there is a
+    library's leftover."""
+    keep = _own_tmpdir(folder)
+    removed = sum(
+        _destroy_entry(dir_fd, name, is_dir)
+        for name, is_dir in _entries(dir_fd)
+        if name in names and name != keep
+    )
+    if keep is not None:
+        removed += _empty(dir_fd, keep)
+    return removed
+
+
+def _purge(dir_fd: int, folder: Path) -> int:
+    """Every entry, ids or not: whatever a crash left behind (TMPDIR: emptied, kept)."""
+    return _destroy_names(dir_fd, folder, {name for name, _ in _entries(dir_fd)})
+
+
+def _names(dir_fd: int, folder: Path) -> set[str]:
+    """Every entry but the service's own TMPDIR folder, ids or not."""
+    keep = _own_tmpdir(folder)
+    return {name for name, _ in _entries(dir_fd) if name != keep}
 
 
 def _ids(dir_fd: int) -> set[str]:
@@ -215,6 +276,8 @@ _destroy_async = aiofiles.os.wrap(_destroy)
 _destroy_many_async = aiofiles.os.wrap(_destroy_many)
 _purge_async = aiofiles.os.wrap(_purge)
 _ids_async = aiofiles.os.wrap(_ids)
+_names_async = aiofiles.os.wrap(_names)
+_destroy_names_async = aiofiles.os.wrap(_destroy_names)
 
 
 class TmpfsBackend:
@@ -279,13 +342,24 @@ class TmpfsBackend:
         return result
 
     async def purge_all(self) -> int:
-        """Every file in the folder goes, ids or not: whatever a crash left behind.
-        Subfolders (such as the TMPDIR that guarantees.py may put here) are left alone."""
-        result: int = await _purge_async(self._fd(), executor=self._purges)
+        """Every entry in the folder goes, ids or not, files and folders: whatever a crash
+        left behind. The service's TMPDIR folder (guarantees.py may put it here) is
+        emptied and kept."""
+        result: int = await _purge_async(self._fd(), self.path, executor=self._purges)
         return result
 
     async def keys(self) -> set[str]:
         result: set[str] = await _ids_async(self._fd(), executor=self._purges)
+        return result
+
+    async def entries(self) -> set[str]:
+        result: set[str] = await _names_async(self._fd(), self.path, executor=self._purges)
+        return result
+
+    async def destroy_orphans(self, names: set[str]) -> int:
+        result: int = await _destroy_names_async(
+            self._fd(), self.path, names, executor=self._purges
+        )
         return result
 
     async def close(self) -> None:

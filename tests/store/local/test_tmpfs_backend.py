@@ -144,7 +144,10 @@ async def test_file_gone_after_delete(backend: TmpfsBackend) -> None:
     assert os.listdir(backend.path) == []
 
 
-async def test_purge_all_removes_stray_files_too(backend: TmpfsBackend) -> None:
+async def test_purge_all_removes_stray_files_too(
+    backend: TmpfsBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(backend.path / ".tmp"))
     ids = [new_id() for _ in range(3)]
     for item_id in ids:
         await backend.put(item_id, b"held")
@@ -158,7 +161,7 @@ async def test_purge_all_removes_stray_files_too(backend: TmpfsBackend) -> None:
     subfolder.mkdir()
     assert await backend.keys() == set(ids)
     assert await backend.purge_all() == 7
-    assert os.listdir(backend.path) == [".tmp"]  # folders (TMPDIR) are left alone
+    assert os.listdir(backend.path) == [".tmp"]  # the service's TMPDIR is kept (emptied)
 
 
 async def test_deleted_file_is_overwritten_before_unlink(
