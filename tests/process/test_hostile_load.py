@@ -10,8 +10,9 @@ falling due on time while they run (no TTL violation), and each attack gets its 
 
 from __future__ import annotations
 
-import struct
-import zlib
+import contextlib
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,21 +21,6 @@ from tests.support.serverproc import ServerFactory, ServerProcess
 from tests.support.service import parse_metrics
 from tests.support.system import needs_linux_shm
 from tests.support.waiting import wait_for
-
-
-def flat_png(side: int) -> bytes:
-    """A side x side RGB PNG of one colour: about 150 KiB on the wire for 7000 x 7000."""
-    row = b"\x00" + bytes(3 * side)
-    packer = zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data)
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    body = chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def metrics(server: ServerProcess) -> dict[str, float]:
@@ -56,7 +42,7 @@ def test_thumbnail_storm_does_not_delay_tmpfs_purges(
             "CACHE_TTL_SWEEP_INTERVAL": "0.2",
         }
     ).start()
-    huge = server.upload(flat_png(7000), "?ttl=120")
+    huge = server.upload(images.flat_png(7000), "?ttl=120")
     due = [server.upload(images.png(), "?ttl=2")["id"] for _ in range(20)]
     url = f"/v1/images/{huge['id']}/thumbnail?size=1024"
     with ThreadPoolExecutor(18) as pool:
@@ -100,3 +86,34 @@ def test_a_stalled_audit_reader_delays_no_purge(server_process: ServerFactory) -
     assert server.stop() == 0
     purged = {e["id"] for e in server.audit("purged") if e.get("reason") == "ttl"}
     assert len(purged) == stored  # every purge was logged, late but complete
+
+
+
+def test_slow_readers_are_cut_at_deadline_plus_grace(server_process: ServerFactory) -> None:
+    server = server_process(env={"CACHE_TTL_GRACE": "1"}).start()
+    data = images.noise_png(1850)
+    created = server.upload(data, "?ttl=2")
+    request = f"GET /v1/images/{created['id']} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    readers = []
+    for _ in range(40):  # readers that never read: the response cannot finish
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(request)
+        readers.append(sock)
+    time.sleep(max(0.0, created["expires_at"] + 1.0 - time.time()) + 0.5)  # deadline + grace
+    values = wait_for(
+        lambda: (m := metrics(server))["cache_reads_cut_total"] >= 40 and m,
+        timeout=10,
+        what="the 40 stalled responses to be cut",
+    )
+    assert values["cache_ttl_violations_total"] == 0
+    for sock in readers:  # each was cut: what it can still read ends short of the body
+        sock.settimeout(5)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        sock.close()
+        assert received < len(data)
+    assert server.request("GET", f"/v1/images/{created['id']}")[0] == 404

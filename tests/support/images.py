@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
@@ -127,3 +128,23 @@ def random_bytes(n: int = 4096, seed: int = 7) -> bytes:
     import random
 
     return random.Random(seed).randbytes(n)
+
+
+def _png_file(side: int, idat: bytes) -> bytes:
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
+
+
+def flat_png(side: int) -> bytes:
+    """A side x side RGB PNG of one colour: cheap on the wire (about 150 KiB for 7000 x
+    7000), costly to decode (4 bytes a pixel): what a thumbnail attack sends."""
+    row = b"\x00" + bytes(3 * side)
+    packer = zlib.compressobj(9)
+    return _png_file(side, b"".join(packer.compress(row) for _ in range(side)) + packer.flush())
+
+
+def noise_png(side: int) -> bytes:
+    """A side x side RGB PNG of random pixels, barely compressed: side=1850 is ~10 MB."""
+    rows = b"".join(b"\x00" + os.urandom(3 * side) for _ in range(side))
+    return _png_file(side, zlib.compress(rows, 1))
