@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cost, flood, lifecycle, memory, pdq, purge_lag, report
+from . import cost, flood, hostile, lifecycle, memory, pdq, purge_lag, report
 from .context import Ctx
 from .procs import missing_tools
 from .sizes import MODES
@@ -61,6 +61,15 @@ BENCHES: dict[str, tuple[Callable[[Ctx], Section], tuple[str, ...]]] = {
     "flood": (
         flood.run,
         ("flood_rss_ratio", "flood_read_p99_ratio", "flood_503_count", "flood_retry_after_present"),
+    ),
+    "hostile": (
+        hostile.run,
+        (
+            "hostile_purge_lag_p99_ms",
+            "hostile_ttl_violations",
+            "decode_burst_rss_ratio",
+            "decode_burst_rss_after_ratio",
+        ),
     ),
     "pdq": (
         pdq.run,

@@ -18,6 +18,7 @@ from .inspect import decoded_bytes
 from .work import WorkPool
 
 MIN_SIZE = 16
+_REDUCE_FIRST = frozenset({"RGB", "RGBA", "L", "LA", "RGBX", "CMYK", "I;16", "I", "F"})
 PER_ITEM = 2  # thumbnails of one item being made at once
 
 
@@ -27,7 +28,10 @@ def make_thumbnail(data: bytes | bytearray | memoryview, size: int) -> tuple[byt
         if im.format == "JPEG":
             im.draft("RGB", (size, size))
         im.seek(0)
-        frame = im.convert("RGBA") if _has_alpha(im) else im.convert("RGB")
+        alpha = _has_alpha(im)
+        if im.mode in _REDUCE_FIRST:  # shrink the decoded frame in place, then convert
+            im.thumbnail((size, size))  # the small one: one full-size buffer, not two
+        frame = im.convert("RGBA") if alpha else im.convert("RGB")
     frame.thumbnail((size, size))
     # Pixels only: Pillow would carry the source's comment, EXIF and ICC into the new
     # file, and a comment is exactly where a polyglot keeps its script.

@@ -23,6 +23,7 @@ MiB = 1024 * 1024
 # Locked memory beyond the held bytes: interpreter, libraries, buffers, thread stacks.
 LOCK_MARGIN = 256 * MiB
 DISK_WRITE_BOUND = MiB
+MMAP_THRESHOLD = MiB  # allocations this large get their own mapping (see lock_memory)
 SHM = "/dev/shm"  # noqa: S108 - the usual tmpfs; a folder there is verified before use
 CHECKS = (
     "storage_is_ram",
@@ -123,6 +124,9 @@ class Guarantees:
         allowed, why = sysfacts.may_lock_memory(self.lock_bytes_needed(), status)
         if not allowed:
             return CheckResult(name, "skipped", why)
+        # Locked pages cannot be madvised away: large buffers (decodes, big items) must be
+        # mappings of their own, so that freeing them gives the pages back (munmap).
+        sysfacts.pin_mmap_threshold(MMAP_THRESHOLD)
         flags = sysfacts.MCL_CURRENT | sysfacts.MCL_FUTURE
         done = "MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT"
         try:

@@ -208,6 +208,22 @@ def prctl(option: int, arg: int = 0) -> int:
     return result
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def pin_mmap_threshold(size: int) -> bool:
+    """glibc: allocations of `size` bytes and more get a mapping of their own, given back
+    to the kernel (munmap) when freed, also when memory is locked. Setting it also stops
+    glibc from raising the threshold after each large free (its default behaviour, which
+    would move decode buffers of a burst into heaps that never shrink while locked).
+    False where there is no glibc mallopt."""
+    lib = libc()
+    mallopt = getattr(lib, "mallopt", None) if lib is not None else None
+    if mallopt is None:
+        return False
+    return bool(mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(size)))
+
+
 def mlockall(flags: int) -> None:
     lib = _libc_or_raise()
     if lib.mlockall(ctypes.c_int(flags)) != 0:
