@@ -31,6 +31,7 @@ PURGE_REASONS = (
     "orphan",
     "capacity",
     "blocklist",
+    "lost",  # redis: items Redis dropped that no node purged (restarted empty, PX backstop)
 )
 BLOCKLIST_KINDS = ("sha256", "md5", "sha1", "pdq")
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

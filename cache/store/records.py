@@ -19,6 +19,9 @@ from .api import Receipt
 # An item released by this node: id, sha256, size, created (wall s), created and deadline
 # (this node's monotonic clock), reason. A plain tuple: batches of thousands are built.
 Gone: TypeAlias = tuple[str, str, int, float, float, float, str]
+# An item that went unseen: id, size, created and deadline (this node's monotonic clock;
+# None: unknown, an item of another node).
+Lost: TypeAlias = tuple[str, int | None, float | None, float | None]
 
 
 def gone(item: Item, reason: str) -> Gone:
@@ -72,6 +75,24 @@ class ReleaseRecorder:
         )
         self._count(released, lags, residencies)
         return receipts
+
+    def lost(self, items: list[Lost]) -> None:
+        """Items that went with no node's purge (Redis lost them: see redis/lost.py): one
+        `purged` line each, reason `lost`, and the metric. No lag or residency figures:
+        when they went is unknown; `noticed_lag_ms` says how long after the deadline this
+        node found them gone (negative: before it), for the items it stored."""
+        if not items:
+            return
+        now, clock = self._clock.monotonic(), self._clock
+        lines = []
+        for item_id, size, created, deadline in items:
+            line: dict[str, object] = {"id": item_id, "size": size, "reason": "lost"}
+            if created is not None and deadline is not None:
+                line["stored_at"] = round(wall_of(clock, created), 6)
+                line["noticed_lag_ms"] = round((now - deadline) * 1000, 3)
+            lines.append(line)
+        self._audit.emit_many("purged", lines)
+        self._metrics.purged.labels("lost").inc(len(items))
 
     def _count(self, released: list[Gone], lags: list[float], residencies: list[float]) -> None:
         reasons = {g[6] for g in released}

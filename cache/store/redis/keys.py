@@ -94,6 +94,12 @@ class RedisKeys:
         """KEYS of every capacity script: counters, ledger, sizes."""
         return [self.counters, self.ledger, self.sizes]
 
+    @property
+    def epoch(self) -> str:
+        """String: a token set once per Redis lifetime (SET NX); missing or changed, Redis
+        lost its data since a node last read it (`lost.LostWatch`)."""
+        return f"{self.prefix}{{epoch}}"
+
     def blocklist(self, kind: str) -> str:
         """Set: hashes of one kind (sha256, md5, sha1, pdq) listed through any node's admin
         API. No TTL: they stay listed until removed (or until Redis restarts)."""

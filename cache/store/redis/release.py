@@ -25,6 +25,7 @@ from .batching import Batches, Taken, TakeResult
 from .codec import decode, text, wall_ms
 from .keys import RedisClient, RedisKeys
 from .link import RedisLink
+from .lost import LostWatch
 from .ownership import Mine
 from .scripts import Counters, Scripts
 from .tuning import (
@@ -60,6 +61,8 @@ class Releaser:
         self._mine = mine  # the store's: items this node stored
         self._link = link
         self.counters = Counters(0, 0)  # the whole cache, as last seen
+        self.lost = LostWatch(client, keys, clock, recorder, mine)
+        self.reads = ReadsInFlight()
 
     def set_counters(self, counters: Counters) -> None:
         self.counters = counters
@@ -103,16 +106,40 @@ class Releaser:
         already). Raises the TAKE's failure after cleaning up what did succeed."""
         released = self._gone(result.taken, reason, now_ms) if record else []
         receipts = self._recorder.record(released, at)
+        self.reads.purged(result.taken)
         mine = self._mine
+        missing = self._missing(result) if record else set()
         for item_id in result.done:
-            mine.pop(item_id, None)
+            if item_id not in missing:
+                mine.pop(item_id, None)
         if result.counters is not None:
             self.set_counters(result.counters)
         else:
             await self.unlink(result.done, [(t.id, t.sha256) for t in result.taken])
+        if missing:
+            await self._lost(missing)
         if result.failure is not None:
             raise result.failure
         return receipts
+
+    def _missing(self, result: TakeResult) -> set[str]:
+        """Items of this node that the TAKE found gone (taken by another node, or lost)."""
+        if len(result.taken) == len(result.done):
+            return set()
+        taken = {t.id for t in result.taken}
+        mine = self._mine
+        return {i for i in result.done if i in mine and i not in taken}
+
+    async def _lost(self, missing: set[str]) -> None:
+        try:
+            lost = await self.lost.missing(sorted(missing))
+            if lost:  # released here: no node's TAKE confirmed them
+                self._metrics.unconfirmed_releases.inc(lost)
+            if self.lost.counters is not None:
+                self.set_counters(self.lost.counters)
+        finally:
+            for item_id in missing:
+                self._mine.pop(item_id, None)
 
     async def take(self, ids: list[str], reason: str, record: bool = True) -> list[Receipt]:
         """Delete items by id, a batch at a time; each one this node deleted gets a receipt
@@ -201,7 +228,11 @@ class Releaser:
         )
         ids = sorted(valid_ids(m for m in stale if isinstance(m, bytes | str)))
         await self.take(ids, "ttl")
-        unconfirmed = await self.release(ids)
+        released = await self.lost.release(ids)  # their keys went unseen: lost
+        self.lost.record(released)
+        if self.lost.counters is not None:
+            self.set_counters(self.lost.counters)
+        unconfirmed = len(released)
         if unconfirmed:
             self._metrics.unconfirmed_releases.inc(unconfirmed)
             log.warning(
@@ -210,6 +241,36 @@ class Releaser:
                 unconfirmed,
             )
         return unconfirmed
+
+
+class ReadsInFlight:
+    """Reads this node has sent to Redis and not yet answered, so that a `read` line is
+    never written after the item's `purged` line: a purge this node records while a read's
+    reply is on its way marks the read, which then answers 404 (`RedisStore.read`)."""
+
+    def __init__(self) -> None:
+        self._reading: dict[str, int] = {}
+        self._purged: set[str] = set()
+
+    def started(self, item_id: str) -> None:
+        self._reading[item_id] = self._reading.get(item_id, 0) + 1
+
+    def purged(self, taken: list[Taken]) -> None:
+        reading = self._reading
+        if reading:
+            self._purged.update(t.id for t in taken if t.id in reading)
+
+    def ended(self, item_id: str) -> bool:
+        """True when the item was purged (its line written) while this read was out."""
+        left = self._reading[item_id] - 1
+        if left:
+            self._reading[item_id] = left
+            return item_id in self._purged
+        del self._reading[item_id]
+        if item_id in self._purged:
+            self._purged.discard(item_id)
+            return True
+        return False
 
 
 def valid_ids(members: Iterable[bytes | str]) -> set[str]:

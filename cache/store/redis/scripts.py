@@ -65,6 +65,24 @@ end
 # KEYS: counters, ledger, sizes. ARGV: ids. -> {bytes, items, released}.
 RELEASE = RELEASE_HELD + "return release_held(ARGV)\n"
 
+# KEYS: counters, ledger, sizes. ARGV: ids. -> {bytes, items, lines "id size"}: the ids
+# still reserved, now released. An id of a TAKE that found its keys gone but still
+# reserved was deleted by no node (a TAKE releases in the same script): Redis lost it.
+RELEASE_LOST = (
+    RELEASE_HELD
+    + """
+local held, out = {}, {}
+for i = 1, #ARGV do
+  if redis.call('ZSCORE', KEYS[2], ARGV[i]) then
+    held[#held + 1] = ARGV[i]
+    out[#out + 1] = ARGV[i] .. ' ' .. (redis.call('HGET', KEYS[3], ARGV[i]) or '0')
+  end
+end
+local counters = release_held(held)
+return {counters[1], counters[2], table.concat(out, '\\n')}
+"""
+)
+
 # KEYS: data, meta. ARGV: px, bytes, then meta field/value pairs. Both keys or neither;
 # keys already there mean a retried call that had succeeded (ids are 128 random bits).
 WRITE = """

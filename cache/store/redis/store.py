@@ -30,9 +30,10 @@ from .link import RedisLink
 from .ownership import OwnItems
 from .persistence import enforce_no_persistence, refresh
 from .release import Releaser, valid_ids
-from .scripts import EXPIRED, LAST_READ, MISSING, Counters
+from .scripts import EXPIRED, LAST_READ, MISSING, SERVED, Counters
 from .sharedlists import RedisSharedLists
 from .tuning import (
+    EPOCH_CHECK_INTERVAL,
     FULL_HINT_SECONDS,
     INDEX_SWEEP_EVERY,
     LEDGER_SCAN_INTERVAL,
@@ -267,13 +268,20 @@ class RedisStore(ItemStore):
         """The bytes of a live item; the read that uses the last `max_reads` purges it."""
         if not is_valid_id(item_id):
             raise NotFound()
-        async with self.link.call("read"):
-            result = await self._scripts.read(item_id, self._releaser.now_ms(), count)
+        reads = self._releaser.reads
+        reads.started(item_id)
+        try:
+            async with self.link.call("read"):
+                result = await self._scripts.read(item_id, self._releaser.now_ms(), count)
+        finally:
+            purged_meanwhile = reads.ended(item_id)
         if result.status == EXPIRED:
             self._metrics.expired_reads_refused.inc()
             raise NotFound()
         if result.status == MISSING or result.meta is None:
             raise NotFound()
+        if purged_meanwhile and result.status == SERVED:
+            raise NotFound()  # its purged line is written: a read line may not follow it
         item = self._releaser.item(item_id, dict(result.meta))
         if count:
             self._metrics.reads.inc()
@@ -360,13 +368,24 @@ class RedisStore(ItemStore):
             self._client, self._allow_persistence, self._metrics
         )
         self._persistence_seen(result)
+        await self._releaser.lost.adopt()
         await self.purge_leftovers()
 
     def jobs(self) -> list[Job]:
         return [
             Job(LEDGER_SCAN_INTERVAL, self.purge_orphans, "orphans"),
             Job(self._persistence_every, self.check_persistence, "redis_persistence"),
+            Job(EPOCH_CHECK_INTERVAL, self.watch_lost, "redis_lost"),
         ]
+
+    async def watch_lost(self) -> int:
+        """Whether Redis came back empty (`lost.LostWatch`): lost lines for this node's
+        items that went with it."""
+        try:
+            async with self.link.call("lost"):
+                return await self._releaser.lost.check_epoch()
+        except StorageUnavailable:
+            return 0  # the next check does it, once Redis answers
 
     async def check_persistence(self) -> None:
         """Re-check that Redis does not write to disk: someone may CONFIG SET save at run

@@ -39,5 +39,7 @@ FULL_HINT_SECONDS = 1.0  # how long a "full" answer from RESERVE refuses uploads
 LEDGER_SLACK_MS = 5_000  # clock skew allowed between nodes before a reservation is stale
 LEDGER_BATCH = 10_000  # stale reservations handled per ledger scan
 LEDGER_SCAN_INTERVAL = 30.0  # s
+EPOCH_CHECK_INTERVAL = 1.0  # s: how soon a node notices that Redis came back empty
+LOST_CHECK_CHUNK = 1000  # EXISTS per pipeline when a node looks for its items after that
 PERSISTENCE_CHECK_INTERVAL = 2.0  # s by default: CONFIG GET save/appendonly, every node
 PERSISTENCE_CHECK_SWEEPS = 2  # ... or this many ttl.sweep_interval, whichever is longer
