@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
-from ..errors import CacheError, ClientClosed
+from ..errors import CacheError, ClientClosed, NotFound
 from ..runtime import LISTENER, RUNTIME
 from .problems import BY_STATUS, MethodNotAllowed, problem_of, problem_response
 
@@ -85,6 +85,8 @@ async def problems_and_timing(request: web.Request, handler: Handler) -> web.Str
 def _aiohttp_refusal(exc: web.HTTPException) -> CacheError:
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return MethodNotAllowed(exc.reason, allow=exc.headers.get("Allow", ""))
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound()  # the same body as an unknown id's: no difference leaks
     return BY_STATUS.get(exc.status, CacheError)(exc.reason)
 
 

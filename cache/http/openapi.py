@@ -5,9 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Config
+from .params import MAX_READS_CAP
 from .problems import PROBLEMS
 
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$"},
+}
+READS = (
+    "Only a GET of the image spends a read (`max_reads`): HEAD, `/meta` and thumbnails never "
+    "do, so a link-preview bot's HEAD cannot burn a one-time link. `Range` is ignored: a GET "
+    "answers the whole image (200, `Accept-Ranges: none`) and counts a read, as it delivers "
+    "the bytes."
+)
+NUMBERS = "ASCII digits only (no `_`, no other scripts' digits); anything else is 400."
 _CREATED = {
     "type": "object",
     "properties": {
@@ -30,6 +43,15 @@ _CREATED = {
 }
 
 
+UPLOAD = (
+    "The body is read as sent: a `Content-Encoding` other than identity is 415. A body that "
+    "sends nothing for `limits.body_idle_timeout` or takes longer than `limits.body_timeout` "
+    "is 408. Multipart: the first part named `file` is the image; at most 8 parts, small part "
+    "headers. A `Content-Length` over `limits.max_upload_bytes` is 413; a cache too full for "
+    "the body now is 503 with the Retry-After of the deadline that makes room."
+)
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"$ref": f"#/components/responses/Problem{status}"} for status in statuses}
 
@@ -43,6 +65,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
         {
             "name": "ttl",
             "in": "query",
+            "description": "Seconds the image is held. " + NUMBERS,
             "schema": {
                 "type": "number",
                 "minimum": 1,
@@ -50,7 +73,12 @@ def openapi_document(config: Config) -> dict[str, Any]:
                 "default": config.ttl.default,
             },
         },
-        {"name": "max_reads", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {
+            "name": "max_reads",
+            "in": "query",
+            "description": "GETs of the image before it is purged. " + NUMBERS,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_READS_CAP},
+        },
     ]
     image = {"description": "the image bytes", "content": {"image/*": {}}}
     created = {"description": "stored", "content": {"application/json": {"schema": _CREATED}}}
@@ -58,7 +86,8 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "/v1/images": {
             "post": _op(
                 "Store an image (raw body or multipart field `file`)",
-                {"201": created, **_errors(400, 413, 415, 422, 451, 503, 507)},
+                {"201": created, **_errors(400, 408, 413, 415, 422, 451, 503, 507)},
+                description=UPLOAD,
                 parameters=lifetime,
                 requestBody={
                     "required": True,
@@ -78,7 +107,10 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "/v1/images/fetch": {
             "post": _op(
                 "Fetch an image by URL (SSRF-safe) and store it",
-                {"201": created, **_errors(400, 403, 404, 413, 415, 422, 451, 502, 503, 504, 507)},
+                {
+                    "201": created,
+                    **_errors(400, 403, 404, 408, 413, 415, 422, 451, 502, 503, 504, 507),
+                },
                 requestBody={
                     "required": True,
                     "content": {
@@ -87,7 +119,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
                                 "type": "object",
                                 "required": ["url"],
                                 "properties": {
-                                    "url": {"type": "string"},
+                                    "url": {"type": "string", "minLength": 1},
                                     "ttl": {"type": "number"},
                                     "max_reads": {"type": "integer"},
                                 },
@@ -99,7 +131,15 @@ def openapi_document(config: Config) -> dict[str, Any]:
         },
         "/v1/images/{id}": {
             "get": _op(
-                "Read the image (counts a read)", {"200": image, **_errors(404)}, parameters=[_ID]
+                "Read the image (counts a read)",
+                {"200": image, **_errors(404)},
+                parameters=[_ID],
+                description=READS,
+            ),
+            "head": _op(
+                "The headers a GET would send; never spends a read",
+                {"200": {"description": "headers only"}, **_errors(404)},
+                parameters=[_ID],
             ),
             "delete": _op(
                 "Purge the image now",
@@ -110,7 +150,8 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "/v1/images/{id}/thumbnail": {
             "get": _op(
                 "A thumbnail re-encoded on the fly (JPEG, or PNG with alpha); never stored",
-                {"200": image, **_errors(400, 404)},
+                {"200": image, **_errors(400, 404, 422, 503)},
+                description="Never stored, never spends a read.",
                 parameters=[
                     _ID,
                     {
@@ -154,7 +195,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "info": {
             "title": "query-cache",
             "version": "0.1.0",
-            "description": "Ephemeral query-image cache with guaranteed purge.",
+            "description": "Ephemeral query-image cache with guaranteed purge. " + READS,
         },
         "paths": paths,
         "components": {

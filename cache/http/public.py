@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 
 from ..errors import CacheError, InvalidParameter, NotFound, ServiceUnavailable
 from ..intake.thumbnail import MIN_SIZE
-from ..item import Item
+from ..item import ID_PATTERN, Item
 from ..runtime import RUNTIME, Runtime
 from .body import body_limits, check_identity, read_json_object, read_upload
 from .middleware import IMAGE_HEADERS
@@ -173,13 +173,16 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def add_public_routes(app: web.Application) -> None:
+    # {id} matches only what could be an id: /v1/images/fetch is not an image's path, and
+    # its 405 lists only the methods it has in Allow.
+    item = "/v1/images/{id:" + ID_PATTERN.pattern.strip("^$") + "}"
     app.router.add_post("/v1/images", upload)
     app.router.add_post("/v1/images/fetch", fetch)
-    app.router.add_get("/v1/images/{id}", read_image, allow_head=False)
-    app.router.add_head("/v1/images/{id}", head_image)
-    app.router.add_get("/v1/images/{id}/thumbnail", thumbnail)
-    app.router.add_get("/v1/images/{id}/meta", meta)
-    app.router.add_delete("/v1/images/{id}", delete)
+    app.router.add_get(item, read_image, allow_head=False)
+    app.router.add_head(item, head_image)
+    app.router.add_delete(item, delete)
+    app.router.add_get(item + "/thumbnail", thumbnail)
+    app.router.add_get(item + "/meta", meta)
     app.router.add_get("/robots.txt", robots)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
