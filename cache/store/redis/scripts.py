@@ -16,16 +16,27 @@ from .codec import from_json, text
 from .keys import RedisClient, RedisKeys
 
 # KEYS: counters, ledger, sizes. ARGV: id, size, deadline_ms, max_bytes, max_items.
-# -> {1, bytes, items} reserved, or {0, bytes, items, earliest ledger deadline}.
-# A retried call finds its id in the ledger and reserves nothing twice.
+# -> {1, bytes, items} reserved, or {0, bytes, items, the deadline by which the earliest
+# reservations free room for this one}: the ledger walked in deadline order, at most 256
+# entries (past that, the last one walked: a lower bound). A retried call finds its id in
+# the ledger and reserves nothing twice.
 RESERVE = """
 local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
 local items = tonumber(redis.call('HGET', KEYS[1], 'items') or '0')
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {1, bytes, items} end
 local size = tonumber(ARGV[2])
-if items + 1 > tonumber(ARGV[5]) or bytes + size > tonumber(ARGV[4]) then
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return {0, bytes, items, first[2] or false}
+local over_bytes = bytes + size - tonumber(ARGV[4])
+local over_items = items + 1 - tonumber(ARGV[5])
+if over_items > 0 or over_bytes > 0 then
+  local at = false
+  local walk = redis.call('ZRANGE', KEYS[2], 0, 255, 'WITHSCORES')
+  for i = 1, #walk, 2 do
+    if over_bytes <= 0 and over_items <= 0 then break end
+    over_bytes = over_bytes - tonumber(redis.call('HGET', KEYS[3], walk[i]) or '0')
+    over_items = over_items - 1
+    at = walk[i + 1]
+  end
+  return {0, bytes, items, at}
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], size)

@@ -82,6 +82,7 @@ class RedisStore(ItemStore):
         self._retry_at = 0.0
         self._next_index_sweep = 0.0
         self._full_until = 0.0
+        self._room_at = 0.0
         self._purging = asyncio.Lock()
         self._closed = False
         self._listeners: list[Callable[[float], None]] = []
@@ -251,8 +252,17 @@ class RedisStore(ItemStore):
             earliest = reservation.earliest_deadline_ms
             wait = 1.0 if earliest is None else (earliest - self._releaser.now_ms()) / 1000
             # Refuse early (before reading bodies) for a moment; RESERVE stays the judge.
-            self._full_until = self._clock.monotonic() + min(max(wait, 0.0), FULL_HINT_SECONDS)
+            now = self._clock.monotonic()
+            self._full_until = now + min(max(wait, 0.0), FULL_HINT_SECONDS)
+            self._room_at = now + max(wait, 0.0)
             raise CacheFull("the cache is full; retry after the earliest deadline", wait)
+
+    def room_at(self, size: int) -> float | None:
+        """While a refusal's hint lasts: the deadline its RESERVE walked the shared ledger to
+        (the earliest that frees room for that upload)."""
+        if self._clock.monotonic() < self._full_until:
+            return self._room_at
+        return super().room_at(size)
 
     async def _unwind(self, item_id: str) -> None:
         """After a failed put: its keys and entries go, and its reservation (ours, so no

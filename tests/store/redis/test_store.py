@@ -192,3 +192,19 @@ async def test_cluster_persistence_is_checked_on_every_node(
     finally:
         persisting.cli("config", "set", "save", "")
         await client.aclose()
+
+
+async def test_full_shared_cache_retry_after_is_the_deadline_that_makes_room(
+    nodes: Nodes,
+) -> None:
+    small, big = images.png(), images.png((256, 192))
+    s, large = len(small), len(big)
+    cap = s + large  # 3 small held + the big one: over by 2 small - freeing one is not enough
+    a, b = await nodes(storage={"max_bytes": cap}, limits={"max_upload_bytes": cap})
+    for ttl in (30, 10, 20):
+        await a.upload_ok(small, ttl=ttl)
+    response = await b.upload(big)
+    assert response.status == 503, await response.text()
+    assert response.headers["Retry-After"] == "20"
+    again = await b.upload(big)  # refused early (the hint): the same Retry-After
+    assert again.status == 503 and again.headers["Retry-After"] == "20"
