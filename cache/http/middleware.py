@@ -97,12 +97,13 @@ def _client_closed(request: web.Request, detail: str) -> None:
 def _unread_body_closes(request: web.Request, response: web.Response) -> web.Response:
     """A refusal that left the body unread (full, too large) closes the connection rather
     than draining what the client still sends: under a flood, nothing more is buffered.
-    A body that broke (bad framing, a lost connection) or stalled (408) is marked read to
-    its end: aiohttp would otherwise linger, draining it for seconds after the answer (a
-    stalled client holds its connection; a broken body's error is logged as unhandled)."""
+    A body that broke (bad framing, a lost connection), stalled (408) or comes in a coding
+    we do not read (415) is marked read to its end: aiohttp would otherwise linger,
+    draining (and decompressing) it for seconds after the answer; a broken body's error
+    would be logged as unhandled."""
     if request.body_exists and not request.content.is_eof():
         response.force_close()
-        if request.content.exception() is not None or response.status == 408:
+        if request.content.exception() is not None or response.status in (408, 415):
             request.content.feed_eof()
     return response
 

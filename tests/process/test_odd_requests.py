@@ -23,7 +23,13 @@ DEEP = b"[" * 30_000 + b"]" * 30_000
 
 @pytest.fixture(scope="module")
 def odd_server() -> Iterator[ServerProcess]:
-    proc = ServerProcess(env={"CACHE_LIMITS_BODY_IDLE_TIMEOUT": "0.5"}).start()
+    env = {
+        "CACHE_LIMITS_BODY_IDLE_TIMEOUT": "0.5",
+        "CACHE_LIMITS_MAX_UPLOADS_IN_FLIGHT": "1",
+        "CACHE_STORAGE_MAX_BYTES": "200000",
+        "CACHE_LIMITS_MAX_UPLOAD_BYTES": "150000",
+    }
+    proc = ServerProcess(env=env).start()
     yield proc
     assert proc.stop() == 0
     assert "Traceback" not in proc.stderr and " ERROR " not in proc.stderr, proc.stderr
@@ -162,6 +168,10 @@ def test_a_client_that_hangs_up_mid_body_is_499_not_500(odd_server: ServerProces
     metrics = parse_metrics(odd_server.metrics_text())
     assert metrics['cache_rejected_total{reason="client-closed"}'] >= 1
     assert not any('status="500"' in key for key in metrics)
+    # Everything it held is released: the one upload slot, and its 100,000 bytes in flight
+    # (another 150,000 would not fit beside them: 503; it is read, and refused as no image).
+    status, _, body = request(odd_server.port, "POST", "/v1/images", b"\0" * 150_000)
+    assert status == 415, body
 
 
 def test_a_stalled_body_is_408(odd_server: ServerProcess) -> None:
