@@ -7,12 +7,14 @@ import random
 import struct
 import time
 import zlib
+from collections.abc import Callable
 
 import pytest
 from PIL import Image
 
 from cache.intake.structure import Caps, Malformed, OverCap, png
 from tests.support.structure_files import (
+    CAPS,
     adam7_stream,
     chunk,
     cut_points,
@@ -275,3 +277,31 @@ def test_svg_and_html_as_png_refused() -> None:
             shape_of(body, "PNG")
     with pytest.raises(Malformed):
         shape_of(b"\x89PNG\r\n\x1a\n", "PNG")
+
+
+def _stream(rows: bytes) -> bytes:
+    return zlib.compress(rows)
+
+
+@pytest.mark.parametrize(
+    ("name", "mangle"),
+    [
+        ("not deflate (method 15)", lambda z: b"\x7f" + z[1:]),
+        ("bad header check bits", lambda z: z[:1] + bytes([z[1] ^ 1]) + z[2:]),
+        ("preset dictionary", lambda z: z[:1] + bytes([z[1] | 0x20]) + z[2:]),
+        ("trailer cut short", lambda z: z[:-1]),
+        ("a byte after the trailer", lambda z: z + b"\x00"),
+    ],
+)
+def test_zlib_wrapper_is_checked(name: str, mangle: Callable[[bytes], bytes]) -> None:
+    rows = b"\x00" + bytes(3 * 4)
+    data = png_file(ihdr(4, 1), chunk(b"IDAT", mangle(_stream(rows))))
+    with pytest.raises(Malformed):
+        png.check(memoryview(data), CAPS)
+
+
+def test_adler_split_over_idat_chunks_is_accepted() -> None:
+    stream = _stream(b"\x00" + bytes(3 * 4))
+    parts = [stream[:1], stream[1:-3], stream[-3:]]  # header and trailer cut across chunks
+    data = png_file(ihdr(4, 1), *(chunk(b"IDAT", part) for part in parts))
+    assert png.check(memoryview(data), CAPS).width == 4
