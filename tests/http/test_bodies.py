@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 
+from cache.config import ConfigError, build_config
 from tests.support import images
 from tests.support.service import Service, ServiceFactory, make_config
 
@@ -208,3 +210,13 @@ async def test_trickled_body_is_cut_at_the_whole_body_deadline(
     body = await problem(response, 408)
     assert "body_timeout" in body["detail"]
     await assert_rejected(service, "request-timeout", "upload")
+
+
+def test_body_deadlines_are_validated_config_keys() -> None:
+    config = build_config({}, env={})
+    assert (config.limits.body_idle_timeout, config.limits.body_timeout) == (10.0, 60.0)
+    for key in ("body_idle_timeout", "body_timeout"):
+        with pytest.raises(ConfigError, match=f"limits.{key}: must be positive"):
+            build_config({"limits": {key: 0}}, env={})
+    env = {"CACHE_LIMITS_BODY_TIMEOUT": "5.5"}
+    assert build_config({}, env=env).limits.body_timeout == 5.5
