@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.support import images
 from tests.support.nodes import Nodes, counters, purged, shared
-from tests.support.redisproc import RedisServer
+from tests.support.redisproc import RedisServer, Topology, flush
 from tests.support.service import Service, ServiceFactory, make_config
 
 
@@ -48,20 +48,18 @@ async def test_redis_back_empty_every_item_gets_a_lost_line(
     assert accounted(node)
 
 
-async def test_a_flush_is_seen_by_every_node(pair: Nodes, redis_server: RedisServer) -> None:
-    a, b = await pair()
+async def test_a_flush_is_seen_by_every_node(nodes: Nodes, topology: Topology) -> None:
+    a, b = await nodes()
     mine_a = (await a.upload_ok(images.png(), ttl=30))["id"]
     mine_b = (await b.upload_ok(images.png(), ttl=30))["id"]
-    redis_server.cli("flushall")
+    flush(topology)
     assert await shared(a).watch_lost() == 1  # a sets the new epoch
     assert await shared(b).watch_lost() == 1  # b sees it changed
     assert (lost_ids(a), lost_ids(b)) == ([mine_a], [mine_b])
 
 
-async def test_keys_missing_at_the_deadline_are_lost_and_released(
-    pair: Nodes, redis_server: RedisServer
-) -> None:
-    a, _ = await pair()
+async def test_keys_missing_at_the_deadline_are_lost_and_released(nodes: Nodes) -> None:
+    a, _ = await nodes()
     created = await a.upload_ok(images.png(), ttl=10)
     store = shared(a)
     await store.client.delete(store.keys.data(created["id"]), store.keys.meta(created["id"]))
@@ -73,8 +71,8 @@ async def test_keys_missing_at_the_deadline_are_lost_and_released(
     assert accounted(a)
 
 
-async def test_an_item_another_node_purged_is_not_lost(pair: Nodes) -> None:
-    a, b = await pair()
+async def test_an_item_another_node_purged_is_not_lost(nodes: Nodes) -> None:
+    a, b = await nodes()
     created = await a.upload_ok(images.png(), ttl=10)
     assert (await b.client.delete(f"/v1/images/{created['id']}")).status == 204
     await a.advance(10)  # a's timer finds it gone: b took it (and said so)
@@ -82,10 +80,8 @@ async def test_an_item_another_node_purged_is_not_lost(pair: Nodes) -> None:
     assert [e["reason"] for e in b.audit.events("purged")] == ["delete"]
 
 
-async def test_the_ledger_scan_says_lost_for_items_of_a_dead_node(
-    pair: Nodes, redis_server: RedisServer
-) -> None:
-    a, b = await pair()
+async def test_the_ledger_scan_says_lost_for_items_of_a_dead_node(nodes: Nodes) -> None:
+    a, b = await nodes()
     created = await a.upload_ok(images.png(), ttl=10)
     a.rt.timer.stop()  # a is as good as dead: only b is left to notice
     store = shared(a)
@@ -95,8 +91,8 @@ async def test_the_ledger_scan_says_lost_for_items_of_a_dead_node(
     assert lost_ids(b) == [created["id"]]
 
 
-async def test_a_read_line_never_follows_the_purged_line(pair: Nodes) -> None:
-    a, _ = await pair()
+async def test_a_read_line_never_follows_the_purged_line(nodes: Nodes) -> None:
+    a, _ = await nodes()
     created = await a.upload_ok(images.png(), ttl=30)
     store = shared(a)
     real_read = store._scripts.read
