@@ -188,6 +188,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
             },
         }
         for problem in reversed(PROBLEMS.values())
+        if problem.status != 499  # the client hung up: counted, never sent
     }
     problem_types = sorted({problem.slug for problem in PROBLEMS.values()})
     return {
