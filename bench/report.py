@@ -141,6 +141,9 @@ def write_markdown(
     lines += ["", "## How each figure was taken", ""]
     lines += [f"- {note}" for note in results.get("notes", [])]
     lines += ["", *results.get("explanations", [])]
+    profile = path.with_name("profile.md")  # the hand-kept profile, kept with every report
+    if profile.exists():
+        lines += ["", profile.read_text().rstrip()]
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{p.stem}](plots/{p.name})" for p in plots]
