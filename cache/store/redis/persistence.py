@@ -8,6 +8,7 @@ CONFIG: then the answer is "unknown", which needs the same explicit opt-in as a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,9 +105,7 @@ async def check_persistence(client: RedisClient) -> CheckResult:
     return CheckResult(CHECK, "ok", f"no RDB save points, no AOF on {names}")
 
 
-async def enforce_no_persistence(
-    client: RedisClient, allow: bool, metrics: Metrics
-) -> CheckResult:
+async def enforce_no_persistence(client: RedisClient, allow: bool, metrics: Metrics) -> CheckResult:
     """At start-up, before anything is stored: refuse a persisting Redis unless allowed."""
     try:
         result = await check_persistence(client)
@@ -144,3 +143,36 @@ async def refresh(client: RedisClient, metrics: Metrics) -> CheckResult | None:
         log.warning("redis persistence check ok again: %s", result.reason)
     report(result, metrics)
     return result
+
+
+class PersistenceWatch:
+    """Whether the Redis in use may write items to disk, as last checked: at start-up
+    (refused unless allowed), then every few sweep intervals and at every reconnect. While
+    it may (and that is not allowed) `refusing` says why: the store refuses uploads and
+    /readyz answers 503. A failed guarantee, not a warning."""
+
+    def __init__(self, client: RedisClient, metrics: Metrics, allow: bool) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._allow = allow
+        self.result: CheckResult | None = None  # the last answer
+        self.refusing: str | None = None
+        self._rechecks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._seen(await enforce_no_persistence(self._client, self._allow, self._metrics))
+
+    async def check(self) -> None:
+        result = await refresh(self._client, self._metrics)
+        if result is not None:
+            self._seen(result)
+
+    def recheck_soon(self) -> None:
+        """After an outage: the Redis that answers may be a new one, with other settings."""
+        task = asyncio.get_running_loop().create_task(self.check())
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    def _seen(self, result: CheckResult) -> None:
+        self.result = result
+        self.refusing = result.reason if not result.ok and not self._allow else None

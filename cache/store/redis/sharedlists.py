@@ -61,4 +61,3 @@ class RedisSharedLists(SharedLists):
                 reply = await self._change(keys=keys, args=args)
                 changed += int(reply[0])
         return changed
-

@@ -25,11 +25,12 @@ from ...wipe import zero
 from ..api import Capacity, ItemStore, Job, Receipt, SharedLists
 from ..records import ReleaseRecorder
 from .codec import as_map, encode, wall_ms
+from .index import indexed_ids, items_of, scanned_ids
 from .keys import RedisClient, RedisKeys
 from .link import RedisLink
 from .ownership import OwnItems
-from .persistence import enforce_no_persistence, refresh
-from .release import Releaser, valid_ids
+from .persistence import PersistenceWatch
+from .release import Releaser
 from .scripts import EXPIRED, LAST_READ, MISSING, SERVED, Counters
 from .sharedlists import RedisSharedLists
 from .tuning import (
@@ -38,7 +39,6 @@ from .tuning import (
     INDEX_SWEEP_EVERY,
     LEDGER_SCAN_INTERVAL,
     LEDGER_SLACK_MS,
-    LIST_CHUNK,
     PERSISTENCE_CHECK_INTERVAL,
     PROBE_TIMEOUT,
     RETRY_DELAY,
@@ -64,18 +64,15 @@ class RedisStore(ItemStore):
     ) -> None:
         self._client = client
         self._keys = keys
-        self._allow_persistence = allow_persistence
+        self._persistence = PersistenceWatch(client, metrics, allow_persistence)
         self._persistence_every = persistence_every
-        self.persistence: CheckResult | None = None  # the last answer of the check
-        self._persisting: str | None = None  # why Redis may write to disk, while it may
         self._clock = clock
         self._metrics = metrics
         self._audit = audit
         self._capacity = capacity
         self._grace = grace
         self.link = RedisLink(metrics)
-        self.link.on_reconnect = self._recheck_soon
-        self._rechecks: set[asyncio.Task[None]] = set()
+        self.link.on_reconnect = self._persistence.recheck_soon
         self._shared_lists: RedisSharedLists | None = None
         self._own = OwnItems()
         self._mine = self._own.times
@@ -130,8 +127,8 @@ class RedisStore(ItemStore):
     async def unready_reason(self) -> str | None:
         """None when Redis answers within a second (it reads the shared counters, so
         `len()` is fresh for `/readyz`) and does not write to disk; otherwise why not."""
-        if self._persisting is not None:
-            return f"redis may write items to disk: {self._persisting}"
+        if self._persistence.refusing is not None:
+            return f"redis may write items to disk: {self._persistence.refusing}"
         try:
             async with self.link.call("probe"), asyncio.timeout(PROBE_TIMEOUT):
                 raw = await self._client.hmget(self._keys.counters, ["bytes", "items"])
@@ -155,36 +152,12 @@ class RedisStore(ItemStore):
 
     async def list_items(self, sha256: str | None = None) -> list[Item]:
         """Items held by any node (all, or those with one hash), oldest first."""
-        items: list[Item] = []
         async with self.link.call("list"):
             ids = await self._ids(sha256)
-            for start in range(0, len(ids), LIST_CHUNK):
-                chunk = ids[start : start + LIST_CHUNK]
-                pipe = self._client.pipeline(transaction=False)
-                for item_id in chunk:
-                    pipe.hgetall(self._keys.meta(item_id))
-                for item_id, raw in zip(chunk, await pipe.execute(), strict=True):
-                    if raw:
-                        items.append(self._releaser.item(item_id, as_map(raw)))
-        return sorted(items, key=lambda it: it.created)
-
-    async def _scan_ids(self) -> set[str]:
-        """Every item's id with a data key, found by SCAN on every primary."""
-        found: set[str] = set()
-        async for key in self._client.scan_iter(match=self._keys.data_pattern, count=1000):
-            item_id = self._keys.id_of_data_key(key)
-            if item_id is not None:
-                found.add(item_id)
-        return found
+            return await items_of(self._client, self._keys, self._releaser, ids)
 
     async def _ids(self, sha256: str | None) -> list[str]:
-        """Ids from the sha256 set, or from every shard of the deadline index."""
-        if sha256 is not None:
-            return sorted(valid_ids(await self._client.smembers(self._keys.sha(sha256))))
-        pipe = self._client.pipeline(transaction=False)
-        for shard in self._keys.shards():
-            pipe.zrange(shard, 0, -1)
-        return sorted(valid_ids(m for shard in await pipe.execute() for m in shard))
+        return await indexed_ids(self._client, self._keys, sha256)
 
     # -- writing -------------------------------------------------------------------------
     async def put(
@@ -197,25 +170,24 @@ class RedisStore(ItemStore):
         source_host: str | None = None,
     ) -> Item:
         try:
-            return await self._put(data, facts, ttl, max_reads, source, source_host)
+            item = new_item(self._clock, facts, ttl, max_reads, source, source_host)
+            await self._write(item, data)
         finally:
             if isinstance(data, bytearray):
                 zero(data)  # Redis holds the bytes now, or nothing was kept
+        self._own.add(item.id, item.created, item.deadline)
+        self._metrics.stored.labels(source).inc()
+        self._audit.stored(item, ttl, max_reads)
+        for listener in self._listeners:
+            listener(item.deadline)
+        return item
 
-    async def _put(
-        self,
-        data: bytes | bytearray | memoryview,
-        facts: ImageFacts,
-        ttl: float,
-        max_reads: int | None,
-        source: str,
-        source_host: str | None,
-    ) -> Item:
+    async def _write(self, item: Item, data: bytes | bytearray | memoryview) -> None:
+        """Reserve capacity, then index entries and bytes; on failure, nothing stays."""
         if self._closed:
             raise ServiceUnavailable("shutting down")
-        if self._persisting is not None:
+        if self._persistence.refusing is not None:
             raise ServiceUnavailable("the shared storage may write to disk; not storing")
-        item = new_item(self._clock, facts, ttl, max_reads, source, source_host)
         async with self.link.call("put"):
             await self._reserve(item)
             try:  # index entries before the bytes: a node dying mid-put leaves only entries
@@ -229,12 +201,6 @@ class RedisStore(ItemStore):
         if self._closed:  # shutdown began while the bytes were being written
             await self._unwind(item.id)
             raise ServiceUnavailable("shutting down")
-        self._own.add(item.id, item.created, item.deadline)
-        self._metrics.stored.labels(source).inc()
-        self._audit.stored(item, ttl, max_reads)
-        for listener in self._listeners:
-            listener(item.deadline)
-        return item
 
     def _px(self, item: Item) -> int:
         """The backstop TTL, from now: Redis drops the keys at deadline + grace by itself."""
@@ -325,7 +291,7 @@ class RedisStore(ItemStore):
     async def purge_all(self, reason: str) -> list[Receipt]:
         """Every item of every node: the index, plus any item keys a SCAN finds."""
         async with self.link.call("purge"):
-            ids = set(await self._ids(None)) | await self._scan_ids()
+            ids = set(await self._ids(None)) | await scanned_ids(self._client, self._keys)
             return await self._releaser.take(sorted(ids), reason)
 
     async def purge_expired(self) -> list[Receipt]:
@@ -374,17 +340,14 @@ class RedisStore(ItemStore):
 
     async def start(self) -> None:
         """Refuse a Redis that writes to disk (unless allowed), then purge what is due."""
-        result = await enforce_no_persistence(
-            self._client, self._allow_persistence, self._metrics
-        )
-        self._persistence_seen(result)
+        await self._persistence.start()
         await self._releaser.lost.adopt()
         await self.purge_leftovers()
 
     def jobs(self) -> list[Job]:
         return [
             Job(LEDGER_SCAN_INTERVAL, self.purge_orphans, "orphans"),
-            Job(self._persistence_every, self.check_persistence, "redis_persistence"),
+            Job(self._persistence_every, self._persistence.check, "redis_persistence"),
             Job(EPOCH_CHECK_INTERVAL, self.watch_lost, "redis_lost"),
         ]
 
@@ -398,26 +361,12 @@ class RedisStore(ItemStore):
             return 0  # the next check does it, once Redis answers
 
     async def check_persistence(self) -> None:
-        """Re-check that Redis does not write to disk: someone may CONFIG SET save at run
-        time. While it may, uploads are refused (503) and /readyz answers 503: a failed
-        guarantee, not a warning. Run every few sweep intervals and at every reconnect."""
-        result = await refresh(self._client, self._metrics)
-        if result is not None:
-            self._persistence_seen(result)
-
-    def _recheck_soon(self) -> None:
-        """After an outage: the Redis that answers may be a new one, with other settings."""
-        task = asyncio.get_running_loop().create_task(self.check_persistence())
-        self._rechecks.add(task)
-        task.add_done_callback(self._rechecks.discard)
-
-    def _persistence_seen(self, result: CheckResult) -> None:
-        self.persistence = result
-        failed = not result.ok and not self._allow_persistence
-        self._persisting = result.reason if failed else None
+        """Re-check now that Redis does not write to disk (`persistence.PersistenceWatch`)."""
+        await self._persistence.check()
 
     def guarantee_checks(self) -> list[CheckResult]:
-        return [] if self.persistence is None else [self.persistence]
+        result = self._persistence.result
+        return [] if result is None else [result]
 
     async def close(self) -> list[Receipt]:
         """Refuse new items, then purge the items this node stored (reason `shutdown`).
