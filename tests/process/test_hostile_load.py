@@ -88,7 +88,6 @@ def test_a_stalled_audit_reader_delays_no_purge(server_process: ServerFactory) -
     assert len(purged) == stored  # every purge was logged, late but complete
 
 
-
 def test_slow_readers_are_cut_at_deadline_plus_grace(server_process: ServerFactory) -> None:
     server = server_process(env={"CACHE_TTL_GRACE": "1"}).start()
     data = images.noise_png(1850)
@@ -117,3 +116,61 @@ def test_slow_readers_are_cut_at_deadline_plus_grace(server_process: ServerFacto
         sock.close()
         assert received < len(data)
     assert server.request("GET", f"/v1/images/{created['id']}")[0] == 404
+
+
+def multipart_parts(parts: int) -> tuple[bytes, str]:
+    body = b"".join(b"--b0undary\r\n\r\n\r\n" for _ in range(parts)) + b"--b0undary--\r\n"
+    return body, "multipart/form-data; boundary=b0undary"
+
+
+def test_bodies_of_20000_empty_parts_delay_no_purge(server_process: ServerFactory) -> None:
+    server = server_process(env={"CACHE_TTL_SWEEP_INTERVAL": "0.2"}).start()
+    due = [server.upload(images.png(), "?ttl=2")["id"] for _ in range(20)]
+    body, ctype = multipart_parts(20_000)
+    stop = time.monotonic() + 3.5  # past every deadline
+
+    def attack(_: int) -> set[int]:
+        seen = set()
+        while time.monotonic() < stop:
+            seen.add(server.request("POST", "/v1/images", body, headers={"Content-Type": ctype})[0])
+        return seen
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = set().union(*pool.map(attack, range(4)))
+    assert answers == {400}, answers  # refused by the bounded multipart reader
+    values = wait_for(
+        lambda: (m := metrics(server))['cache_purged_total{reason="ttl"}'] >= len(due) and m,
+        what="the due items to be purged",
+    )
+    assert values["cache_ttl_violations_total"] == 0
+    assert lag_le(values, "0.25") == values["cache_purge_lag_seconds_count"]
+
+
+def test_stalled_chunked_uploads_hold_no_capacity(server_process: ServerFactory) -> None:
+    """Chunked bodies count against capacity as their bytes arrive; stalled ones are cut
+    at limits.body_idle_timeout and give their bytes back, so a real upload gets in."""
+    mib = 1024 * 1024
+    server = server_process(
+        env={"CACHE_STORAGE_MAX_BYTES": str(50 * mib), "CACHE_LIMITS_BODY_IDLE_TIMEOUT": "1"}
+    ).start()
+    stalled = []
+    for _ in range(12):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(b"POST /v1/images HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = bytes(1 * mib)
+        for _ in range(4):  # 4 MiB each, then nothing more
+            sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        stalled.append(sock)
+    time.sleep(2.0)  # past the idle timeout: every stalled body is cut
+    answers = []
+    for sock in stalled:
+        sock.settimeout(5)
+        with contextlib.suppress(OSError):
+            answers.append(sock.recv(65536).split(b" ", 2)[1])
+        sock.close()
+    assert set(answers) <= {b"408", b"503"} and b"408" in answers, answers
+    big = images.noise_png(1200)  # about 4 MB: fits only if the stalled bytes were given back
+    created = server.upload(big)
+    assert created["size"] == len(big)
+    values = metrics(server)
+    assert values['cache_rejected_total{reason="request-timeout"}'] >= 1
