@@ -19,12 +19,13 @@ from ..intake.blocklist import KINDS, normalise
 from ..runtime import RUNTIME, Runtime
 from ..store.api import Receipt
 from .body import read_json_object
+from .middleware import json_response
 
 MAX_HASHES_PER_CALL = 100_000
 
 
 def receipts_response(receipts: list[Receipt], **extra: Any) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"purged": len(receipts), "receipts": [r.as_dict() for r in receipts], **extra}
     )
 
@@ -58,7 +59,7 @@ async def blocklist_get(request: web.Request) -> web.Response:
     blocklist = rt.blocklist
     counts = blocklist.counts()
     config = blocklist.config
-    return web.json_response(
+    return json_response(
         {
             "count": sum(counts.values()),
             "entries": counts,
@@ -86,7 +87,7 @@ async def blocklist_remove(request: web.Request) -> web.Response:
     """Remove admin additions (entries of list files go by editing the file, then reload)."""
     rt: Runtime = request.app[RUNTIME]
     removed = await rt.lists.remove(hash_entries(await read_json_object(request)))
-    return web.json_response({"removed": removed})
+    return json_response({"removed": removed})
 
 
 async def blocklist_reload(request: web.Request) -> web.Response:

@@ -87,8 +87,7 @@ class BodyStream:
         except TimeoutError:
             if idle:
                 raise RequestTimeout(
-                    f"no byte of the body for {limits.idle_timeout:g} s "
-                    "(limits.body_idle_timeout)"
+                    f"no byte of the body for {limits.idle_timeout:g} s (limits.body_idle_timeout)"
                 ) from None
             raise RequestTimeout(
                 f"the body took longer than {limits.total_timeout:g} s (limits.body_timeout)"

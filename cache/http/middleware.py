@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
@@ -38,6 +41,16 @@ IMAGE_HEADERS = CIMultiDict(
         "Referrer-Policy": "no-referrer",
     }
 )
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A JSON answer encoded with orjson (a fifth of `web.json_response`'s cost: it is
+    on every upload's path, and on every refusal's under a flood)."""
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def route_label(request: web.Request) -> str:

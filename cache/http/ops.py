@@ -28,6 +28,7 @@ from ..runtime import RUNTIME, Runtime
 from .blocklist_routes import add_blocklist_routes
 from .blocklist_routes import receipts_response as _receipts
 from .body import read_json_object
+from .middleware import json_response
 from .params import integer
 from .problems import Unauthorized
 
@@ -118,7 +119,7 @@ async def items(request: web.Request) -> web.Response:
     sha256 = request.query.get("sha256")
     wanted = normalise_sha256(sha256) if sha256 else None
     selected = sorted(await rt.store.list_items(wanted), key=lambda it: it.created)
-    return web.json_response(
+    return json_response(
         {
             "count": len(selected),
             "items": [it.public_view() for it in selected[:limit]],
@@ -131,13 +132,13 @@ async def item(request: web.Request) -> web.Response:
     item_id = request.match_info["id"]
     if not is_valid_id(item_id):
         raise NotFound()
-    return web.json_response((await request.app[RUNTIME].store.meta(item_id)).public_view())
+    return json_response((await request.app[RUNTIME].store.meta(item_id)).public_view())
 
 
 async def guarantees(request: web.Request) -> web.Response:
     rt: Runtime = request.app[RUNTIME]
     results = rt.guarantees.results + rt.store.guarantee_checks()
-    return web.json_response(
+    return json_response(
         {
             "ok": all(r.ok for r in results),
             "checks": [

@@ -7,10 +7,10 @@ row answers as its parent does. Nothing below `cache.http` knows any of this.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from .. import errors as e
@@ -125,7 +125,7 @@ def problem_response(error: e.CacheError, instance: str | None = None) -> web.Re
     """Render `error` as an application/problem+json response."""
     return web.Response(
         status=problem_of(error).status,
-        text=json.dumps(problem_body(error, instance)),
+        body=orjson.dumps(problem_body(error, instance)),
         content_type=PROBLEM_CONTENT_TYPE,
         headers={"Cache-Control": "no-store", **headers_of(error)},
     )

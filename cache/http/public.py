@@ -13,7 +13,7 @@ from ..intake.thumbnail import MIN_SIZE
 from ..item import ID_PATTERN, Item
 from ..runtime import RUNTIME, Runtime
 from .body import body_limits, check_identity, read_json_object, read_upload
-from .middleware import IMAGE_HEADERS
+from .middleware import IMAGE_HEADERS, json_response
 from .openapi import openapi_document
 from .params import integer, parse_lifetime
 
@@ -46,7 +46,7 @@ def created_view(item: Item) -> dict[str, Any]:
 
 
 def _created(item: Item) -> web.Response:
-    return web.json_response(
+    return json_response(
         created_view(item), status=201, headers={"Location": f"/v1/images/{item.id}"}
     )
 
@@ -138,7 +138,7 @@ async def thumbnail(request: web.Request) -> web.Response:
 
 async def meta(request: web.Request) -> web.Response:
     item = await request.app[RUNTIME].store.meta(request.match_info["id"])
-    return web.json_response(item.public_view(), headers={"Cache-Control": "no-store"})
+    return json_response(item.public_view(), headers={"Cache-Control": "no-store"})
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -153,7 +153,7 @@ async def robots(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -165,11 +165,11 @@ async def readyz(request: web.Request) -> web.Response:
     reason = await rt.store.unready_reason()
     if reason is not None:
         raise ServiceUnavailable(f"not ready: {reason}")
-    return web.json_response({"status": "ready", "items": len(rt.store)})
+    return json_response({"status": "ready", "items": len(rt.store)})
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app[RUNTIME].config))
+    return json_response(openapi_document(request.app[RUNTIME].config))
 
 
 def add_public_routes(app: web.Application) -> None:
