@@ -50,7 +50,6 @@ class AuditLog:
         self._queued = 0  # lines queued since start (only the loop adds)
         self._written = 0  # lines written since start (only the writer thread adds)
         self.dropped = 0
-        self.failed_writes = 0
         self.on_drop: Callable[[int], object] = lambda _: None
         self._writer: threading.Thread | None = None
         self._closing = threading.Event()
@@ -141,20 +140,12 @@ class AuditLog:
             out.write(data)
             out.flush()
         except (OSError, ValueError):
-            self.failed_writes += 1
             return False
         return True
 
     def _binary(self) -> BinaryIO:
         stream = self._stream if self._stream is not None else sys.stdout
         return stream.buffer if hasattr(stream, "buffer") else stream  # type: ignore[return-value]
-
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait (in a thread, never on the loop) until every queued line is written."""
-        deadline = time.monotonic() + timeout
-        while self.waiting and time.monotonic() < deadline:
-            time.sleep(WRITE_EVERY)
-        return self.waiting == 0
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued (at most `timeout` seconds), then stop the writer."""
