@@ -33,8 +33,10 @@ from ..errors import (
     UnsupportedEncoding,
 )
 from ..runtime import RUNTIME
+from ..store.api import Alloc, Buffer
 from ..wipe import zero
 from .multipart import read_file_part
+from .sink import Sink
 
 Grow = Callable[[int], None]  # told every byte as it arrives; raises to refuse the body
 JSON_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
@@ -122,20 +124,41 @@ def check_identity(request: web.Request) -> None:
         raise UnsupportedEncoding("bodies are read as sent: Content-Encoding must be identity")
 
 
-async def read_upload(request: web.Request, limits: BodyLimits, grow: Grow | None) -> bytearray:
-    """The upload's bytes: the raw body, or the first multipart part named `file`."""
+async def read_upload(
+    request: web.Request, limits: BodyLimits, grow: Grow | None, alloc: Alloc
+) -> Buffer:
+    """The upload's bytes: the raw body, or the first multipart part named `file`, read
+    into the room `alloc` gives (the store's: see http/sink.py)."""
     check_identity(request)
     length = request.content_length
     if length is not None and length > limits.max_bytes:
         raise PayloadTooLarge(f"the image is over the {limits.max_bytes}-byte limit")
     stream = BodyStream(request, limits, grow)
     if request.content_type.startswith("multipart/"):
-        body = await read_file_part(stream.chunk, _boundary(request), limits.max_bytes)
+        room = None if length is None else min(length, limits.max_bytes)
+        body = await read_file_part(
+            stream.chunk, _boundary(request), limits.max_bytes, lambda: Sink(alloc, room)
+        )
     else:
-        body = await _read_all(stream, length)
-    if not body:
+        body = await _read_into(stream, Sink(alloc, length))
+    if not body.used:
+        body.discard()
         raise BadRequest("the request has no image bytes")
     return body
+
+
+async def _read_into(stream: BodyStream, sink: Sink) -> Buffer:
+    """Every chunk into the sink's room: one copy each, no joins."""
+    try:
+        while chunk := await stream.chunk():
+            sink.write(chunk)
+        room = sink.buffer.size
+        if sink.fixed and sink.used != room:
+            raise BadRequest(f"the body ended after {sink.used} of {room} declared bytes")
+    except BaseException:
+        sink.discard()
+        raise
+    return sink.buffer
 
 
 def _boundary(request: web.Request) -> bytes:

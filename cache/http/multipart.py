@@ -19,7 +19,9 @@ import re
 from collections.abc import Awaitable, Callable
 
 from ..errors import BadRequest, PayloadTooLarge
+from ..store.api import Buffer
 from ..wipe import zero
+from .sink import Sink
 
 MAX_PARTS = 8
 MAX_PREAMBLE = 1024
@@ -62,7 +64,7 @@ class _Reader:
         del self.buf[: at + len(marker)]
         return found
 
-    async def move_until(self, marker: bytes, sink: bytearray | None, limit: int) -> None:
+    async def move_until(self, marker: bytes, sink: Sink | None, limit: int) -> None:
         """Move what comes before `marker` into `sink` (None: drop it), consuming the
         marker; past `limit` bytes, a refusal (413 for the image, 400 for anything else)."""
         moved = 0
@@ -77,7 +79,7 @@ class _Reader:
                     raise BadRequest(f"a multipart part other than 'file' is over {limit} bytes")
                 if sink is not None:
                     with memoryview(self.buf) as view, view[:n] as part:
-                        sink += part
+                        sink.write(part)
                 del self.buf[:n]
             if at >= 0:
                 del self.buf[: len(marker)]
@@ -101,11 +103,14 @@ class _Reader:
         self.buf.clear()
 
 
-async def read_file_part(next_chunk: NextChunk, boundary: bytes, max_bytes: int) -> bytearray:
-    """The bytes of the first part named `file` (see the module docstring for the bounds)."""
+async def read_file_part(
+    next_chunk: NextChunk, boundary: bytes, max_bytes: int, new_sink: Callable[[], Sink]
+) -> Buffer:
+    """The bytes of the first part named `file` (see the module docstring for the bounds),
+    written into the sink `new_sink` makes (the store's room)."""
     reader = _Reader(next_chunk)
     delimiter = b"\r\n--" + boundary
-    image: bytearray | None = None
+    image: Sink | None = None
     try:
         await reader.until(delimiter, MAX_PREAMBLE, "the preamble")
         for parts in range(MAX_PARTS + 1):
@@ -113,19 +118,19 @@ async def read_file_part(next_chunk: NextChunk, boundary: bytes, max_bytes: int)
                 await reader.drain(MAX_PREAMBLE)
                 if image is None:
                     raise BadRequest("the multipart body has no part named 'file'")
-                return image
+                return image.buffer
             if parts == MAX_PARTS:
                 break
             name = _part_name(await reader.until(b"\r\n\r\n", MAX_HEADER_BYTES, "part headers"))
             if name == "file" and image is None:
-                image = bytearray()
+                image = new_sink()
                 await reader.move_until(delimiter, image, max_bytes)
             else:
                 await reader.move_until(delimiter, None, MAX_FIELD_BYTES)
         raise BadRequest(f"a multipart body may have at most {MAX_PARTS} parts")
     except BaseException:
         if image is not None:
-            zero(image)
+            image.discard()
         raise
     finally:
         zero(reader.buf)

@@ -61,7 +61,7 @@ async def upload(request: web.Request) -> web.Response:
         raise
     item = await rt.intake.admit_upload(
         request.content_length,
-        lambda grow: read_upload(request, body_limits(request), grow),
+        lambda grow, alloc: read_upload(request, body_limits(request), grow, alloc),
         ttl=ttl,
         max_reads=max_reads,
         max_bytes=rt.config.limits.max_upload_bytes,

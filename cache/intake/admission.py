@@ -9,6 +9,7 @@ handed in as `classify`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from ..clock import Clock
@@ -25,15 +26,14 @@ from ..errors import (
 from ..item import ImageFacts, Item
 from ..proof.audit import AuditLog
 from ..proof.metrics import Metrics
-from ..store.api import ItemStore
-from ..wipe import zero
+from ..store.api import Alloc, Buffer, ItemStore
 from .blocklist import Blocklist
 from .fetch import RESULT_LABELS, Fetcher
 from .inspect import InspectorPool
 
 Classify = Callable[[CacheError], tuple[int, str]]  # a refusal -> (status, slug)
 Grow = Callable[[int], None]  # told each chunk's size as it arrives; raises to refuse
-ReadBody = Callable[[Grow], Awaitable[bytearray]]
+ReadBody = Callable[[Grow, Alloc], Awaitable[Buffer]]  # reads into the store's own room
 NOT_AN_IMAGE = (UnsupportedFormat, InvalidImage, ImageTooLarge)
 
 
@@ -64,28 +64,38 @@ class Intake:
 
     async def admit(
         self,
-        data: bytearray,
+        body: Buffer | bytearray,
         *,
         ttl: float,
         max_reads: int | None,
         source: str,
         source_host: str | None = None,
     ) -> Item:
-        """Store `data` if it is an allowed image. The buffer is handed to the store (which
-        keeps it as the item's bytes, or zeroes it), or zeroed here when refused."""
+        """Store the body if it is an allowed image. Its buffer is handed to the store
+        (which keeps it as the item's bytes, or zeroes it), or discarded (zeroed, freed)
+        here when refused."""
+        buffer = body if isinstance(body, Buffer) else Buffer(0, body)
         facts: ImageFacts | None = None
+        size = buffer.used
         try:
-            facts = await self.inspector.inspect(data)
+            view = buffer.data()
+            try:
+                facts = await self.inspector.inspect(view)
+            finally:
+                with contextlib.suppress(BufferError):  # a check still holds a view
+                    view.release()  # nothing should view the room at the hand-over
             self.blocklist.check(facts)
         except BaseException as exc:
-            zero(data)
+            buffer.discard()
             if isinstance(exc, CacheError):
-                self._refused(exc, source, source_host, facts, len(data))
+                self._refused(exc, source, source_host, facts, size)
             raise
         try:
-            return await self.store.put(data, facts, ttl, max_reads, source, source_host)
+            return await self.store.put(
+                buffer.handover(), facts, ttl, max_reads, source, source_host
+            )
         except CacheError as exc:
-            self._refused(exc, source, source_host, facts, len(data))
+            self._refused(exc, source, source_host, facts, size)
             raise
 
     def _refused(
@@ -131,11 +141,11 @@ class Intake:
         self._uploads += 1
         try:
             try:
-                data = await read_body(counted.grow)
+                body = await read_body(counted.grow, self.store.buffer)
             except CacheError as exc:
                 self.reject(exc, "upload")
                 raise
-            return await self.admit(data, ttl=ttl, max_reads=max_reads, source="upload")
+            return await self.admit(body, ttl=ttl, max_reads=max_reads, source="upload")
         finally:
             counted.release()
             self._uploads -= 1

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 from ..item import ImageFacts, Item
 from ..proof.checks import CheckResult
+from ..wipe import zero
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,49 @@ class Job:
     seconds: float
     run: Callable[[], Awaitable[object]]  # a coroutine function (or a partial of one)
     name: str
+
+
+class Buffer:
+    """Room for one image's bytes, asked of the store (`ItemStore.buffer`) before a body is
+    read, so the body is read straight into where the item will live: no copy at `put`.
+
+    The reader writes into `room` and counts `used`; then exactly one of `handover()` (the
+    bytes for `put`, which takes them over) or `discard()` (zeroed and freed: a refusal).
+    This one is a heap `bytearray`, what a store without pages of its own gives; a store
+    may give a subclass whose room is pages it gives back to the kernel (the memory
+    backend's, `store/local/pages.py`)."""
+
+    def __init__(self, size: int, data: bytearray | None = None) -> None:
+        self._bytes = bytearray(size) if data is None else data
+        self.room = memoryview(self._bytes)  # writable, `size` bytes
+        self.used = 0 if data is None else len(data)
+
+    @property
+    def size(self) -> int:
+        return len(self.room)
+
+    def data(self) -> memoryview:
+        """What was written, to be read (checks, hashes) before the hand-over."""
+        return self.room[: self.used]
+
+    def handover(self) -> bytes | bytearray | memoryview:
+        """The bytes for `put` (once): here the bytearray, cut to what was written."""
+        self.room.release()
+        try:
+            del self._bytes[self.used :]
+        except BufferError:  # a view of it is still about: hand over a copy instead
+            kept = bytearray(memoryview(self._bytes)[: self.used])
+            zero(self._bytes)
+            return kept
+        return self._bytes
+
+    def discard(self) -> None:
+        """Zero the room and let it go (refused before `put`); the room is not used again."""
+        zero(self._bytes)
+        self.used = 0
+
+
+Alloc = Callable[[int], Buffer]  # ItemStore.buffer: room for a body of that many bytes
 
 
 class SharedLists(ABC):
@@ -105,6 +149,12 @@ class ItemStore(ABC):
         only its earliest deadline answers that."""
         return self.earliest_deadline()
 
+    def buffer(self, size: int) -> Buffer:
+        """Room for a body of `size` bytes, before it is read (see `Buffer`). What it
+        hands over goes to this store's `put`; a store holding bytes in pages of its own
+        gives them here, so that an upload is read once, into its final place."""
+        return Buffer(size)
+
     @abstractmethod
     def on_new_deadline(self, listener: Callable[[float], None]) -> None:
         """`listener(deadline)` runs after every insert: the expiry timer re-arms on it."""
@@ -120,9 +170,9 @@ class ItemStore(ABC):
         source: str,
         source_host: str | None = None,
     ) -> Item:
-        """Hold `data` until `ttl` seconds from now. A bytearray is handed over: the store
-        keeps it as the item's buffer or zeroes it (also when it refuses); the caller must
-        not touch it again."""
+        """Hold `data` until `ttl` seconds from now. A bytearray, or what a `Buffer` of this
+        store handed over, is handed over: the store keeps it as the item's bytes or zeroes
+        it (also when it refuses); the caller must not touch it again."""
 
     @abstractmethod
     async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes | memoryview]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..api import Buffer
+
 
 class Backend(Protocol):
     name: str
@@ -17,6 +19,16 @@ class Backend(Protocol):
         """Hold `data` under a new id; raise InsufficientStorage if it cannot. A bytearray
         is handed over: the backend keeps it as the item's buffer (no copy) or zeroes it
         once its bytes are written elsewhere; the caller must not touch it again."""
+        ...
+
+    def buffer(self, size: int) -> Buffer:
+        """Room for a body of `size` bytes (`ItemStore.buffer`): what it hands over is
+        taken by `put` without a copy where the backend keeps bytes in memory."""
+        ...
+
+    def abandon(self, data: bytes | bytearray | memoryview) -> None:
+        """`data` was handed over but will not be `put` (the store refused it): zero and
+        free it."""
         ...
 
     async def get(self, item_id: str) -> bytes | memoryview | None:

@@ -9,11 +9,15 @@ import ctypes.util
 from collections.abc import Callable
 
 from ...wipe import zero
+from ..api import Buffer
+from .pages import MAX_MAPPINGS, Block, Pages, mapping_budget
 
-# glibc keeps freed blocks of the size of query images in its heaps: after a burst has
-# expired, RSS would stay at the burst's peak. Past this many freed bytes, the backend asks
-# malloc_trim(0) to hand whole free pages back to the kernel (off the loop: it walks heaps),
-# and once more whenever the last item has gone.
+# Item bytes live in pages of their own (`pages.py`), but the buffers of the requests that
+# brought them (aiohttp's chunks, checks) come from glibc's heaps, which keep freed blocks:
+# past this many freed item bytes (a proxy for that churn), the backend asks malloc_trim(0)
+# to hand whole free pages back to the kernel (off the loop: it walks heaps), and once
+# more whenever the last item has gone. It cannot drop locked pages: with memory locked,
+# only the pages of the items themselves go back.
 TRIM_AFTER_BYTES = 32 * 1024 * 1024
 
 
@@ -31,11 +35,41 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 _malloc_trim = _load_malloc_trim()
 
 
-class MemoryBackend:
-    """Each item is the `bytearray` its upload was read into (no copy at store), served as
-    read-only views (no copy per read), zeroed in place before it is dropped.
+class PageBuffer(Buffer):
+    """An upload's room in the backend's pages (`LocalStore.buffer`): the body is read
+    into it, and `handover` makes it the item's bytes without a copy."""
 
-    A buffer still viewed by a response being written is not zeroed under it (the client
+    def __init__(self, backend: MemoryBackend, size: int) -> None:
+        self._backend = backend
+        self._block: Block | None = backend.pages.take(size)
+        self.room = self._block.writable()
+        self.used = 0
+
+    def handover(self) -> memoryview:
+        """A read-only view that `put` recognises as this block (by identity)."""
+        block, self._block = self._block, None
+        assert block is not None, "handed over twice"
+        self.room.release()
+        pages = self._backend.pages
+        pages.shrink(block, self.used)
+        view = pages.base(block)
+        self._backend.handed[id(view)] = block
+        return view
+
+    def discard(self) -> None:
+        block, self._block = self._block, None
+        if block is not None:
+            self.room.release()
+            block.used = self.used  # what was written is what gets zeroed
+            self._backend.release_block(block)
+        self.used = 0
+
+
+class MemoryBackend:
+    """Each item is a block of pages (`pages.py`) its upload was read into (no copy at
+    store), served as read-only views (no copy per read), zeroed before its pages go back.
+
+    A block still viewed by a response being written is not zeroed under it (the client
     would get zeros): it waits in `_doomed` until the view is gone, and is zeroed by the
     next release or sweep (`settle`). Such a response is cut at deadline + grace by the
     route, so the wait is bounded. Zeroing is best effort: socket buffers and the copies
@@ -44,22 +78,48 @@ class MemoryBackend:
 
     name = "memory"
 
-    def __init__(self) -> None:
-        self._buffers: dict[str, bytearray] = {}
-        self._doomed: list[bytearray] = []  # released, still viewed by a response
+    def __init__(self, max_mappings: int = MAX_MAPPINGS) -> None:
+        self.pages = Pages(mapping_budget(max_mappings))
+        self._blocks: dict[str, Block] = {}
+        self.handed: dict[int, Block] = {}  # id(view) -> block: handed over, not put yet
+        self._doomed: list[Block] = []  # released, still viewed by a response
         self._freed = 0
         self._trimming: asyncio.Future[int] | None = None
         self._trim_again = False
         self.trims = 0
 
+    def buffer(self, size: int) -> PageBuffer:
+        return PageBuffer(self, size)
+
     async def put(self, item_id: str, data: bytes | bytearray | memoryview) -> None:
-        if item_id in self._buffers:
+        if item_id in self._blocks:
+            self.abandon(data)
             raise KeyError(f"id already held: {item_id}")
-        self._buffers[item_id] = data if isinstance(data, bytearray) else bytearray(data)
+        block = self.handed.pop(id(data), None)
+        if block is not None:  # the view was only the block's token: reads make their own
+            assert block.view is not None
+            block.view.release()
+            block.view = None
+        else:  # not from one of our buffers: copied into pages once
+            block = self.pages.take(len(data))
+            with block.writable() as room:
+                room[: len(data)] = data
+            block.used = len(data)
+            if isinstance(data, bytearray):
+                zero(data)
+        self._blocks[item_id] = block
+
+    def abandon(self, data: bytes | bytearray | memoryview) -> None:
+        """`data` was handed over and will not be stored (the store refused it)."""
+        block = self.handed.pop(id(data), None)
+        if block is not None:
+            self.release_block(block)
+        elif isinstance(data, bytearray):
+            zero(data)
 
     async def get(self, item_id: str) -> memoryview | None:
-        buffer = self._buffers.get(item_id)
-        return None if buffer is None else memoryview(buffer).toreadonly()
+        block = self._blocks.get(item_id)
+        return None if block is None else self.pages.read(block)
 
     async def delete(self, item_id: str) -> bool:
         return await self.delete_many([item_id]) == 1
@@ -67,33 +127,34 @@ class MemoryBackend:
     async def delete_many(self, item_ids: list[str]) -> int:
         held = 0
         for item_id in item_ids:
-            buffer = self._buffers.pop(item_id, None)
-            if buffer is not None:
-                self._freed += len(buffer)
-                self._zero_unless_viewed(buffer)
+            block = self._blocks.pop(item_id, None)
+            if block is not None:
+                self._freed += block.used
+                self.release_block(block)
                 held += 1
         self.settle()
         self._maybe_trim()
         return held
 
-    def _zero_unless_viewed(self, buffer: bytearray) -> None:
-        if not _zeroed_unless_viewed(buffer):
-            self._doomed.append(buffer)
+    def release_block(self, block: Block) -> None:
+        if not self.pages.free(block):
+            self._doomed.append(block)
 
     def settle(self) -> int:
-        """Zero the released buffers no response views any more; how many wait still."""
+        """Zero and give back the released blocks no response views any more; how many
+        wait still (blocks, and emptied mappings a stray view still holds)."""
         if self._doomed:
-            self._doomed = [b for b in self._doomed if not _zeroed_unless_viewed(b)]
-        return len(self._doomed)
+            self._doomed = [b for b in self._doomed if not self.pages.free(b)]
+        return len(self._doomed) + self.pages.settle()
 
     async def purge_all(self) -> int:
-        return await self.delete_many(list(self._buffers))
+        return await self.delete_many(list(self._blocks))
 
     async def keys(self) -> set[str]:
-        return set(self._buffers)
+        return set(self._blocks)
 
     async def entries(self) -> set[str]:
-        return set(self._buffers)
+        return set(self._blocks)
 
     async def destroy_orphans(self, names: set[str]) -> int:
         return await self.delete_many(list(names))
@@ -105,7 +166,7 @@ class MemoryBackend:
             await asyncio.sleep(0)  # let a follow-up trim start
 
     def _maybe_trim(self) -> None:
-        drained = not self._buffers and self._freed > 0
+        drained = not self._blocks and self._freed > 0
         if _malloc_trim is None or (self._freed < TRIM_AFTER_BYTES and not drained):
             return
         if self._trimming is not None and not self._trimming.done():
@@ -121,17 +182,3 @@ class MemoryBackend:
         if self._trim_again:
             self._freed = max(self._freed, 1)  # what was freed meanwhile is still in the heap
             self._maybe_trim()
-
-
-def _zeroed_unless_viewed(buffer: bytearray) -> bool:
-    """Zero a released buffer unless a memoryview of it still exists; True if zeroed.
-
-    CPython keeps no public export count, but a bytearray with exports cannot be resized:
-    dropping its last byte (in place, no reallocation) raises BufferError exactly then.
-    The buffer is being released, so losing that byte costs nothing."""
-    try:
-        del buffer[len(buffer) - 1 :]
-    except BufferError:
-        return False
-    zero(buffer)
-    return True

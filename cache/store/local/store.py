@@ -15,8 +15,7 @@ from ...errors import CacheFull, NotFound, ServiceUnavailable
 from ...item import ImageFacts, Item, is_valid_id, new_item
 from ...proof.audit import AuditLog
 from ...proof.metrics import Metrics
-from ...wipe import zero
-from ..api import Capacity, ItemStore, Job, Receipt
+from ..api import Buffer, Capacity, ItemStore, Job, Receipt
 from ..deadlines import DeadlineHeap
 from ..records import ReleaseRecorder, gone
 from .backend import Backend
@@ -106,8 +105,7 @@ class LocalStore(ItemStore):
         try:
             self._reserve(facts.size)
         except BaseException:
-            if isinstance(data, bytearray):
-                zero(data)  # handed over and refused: nothing of it stays
+            self._backend.abandon(data)  # handed over and refused: nothing of it stays
             raise
         item = new_item(self._clock, facts, ttl, max_reads, source, source_host)
         self._pending.add(item.id)
@@ -126,6 +124,10 @@ class LocalStore(ItemStore):
         for listener in self._deadline_listeners:
             listener(item.deadline)
         return item
+
+    def buffer(self, size: int) -> Buffer:
+        """The backend's room: pages of its own for the memory backend (see pages.py)."""
+        return self._backend.buffer(size)
 
     def has_room(self, size: int) -> bool:
         return (

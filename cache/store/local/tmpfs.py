@@ -30,6 +30,7 @@ import aiofiles.os
 from ...errors import InsufficientStorage
 from ...item import is_valid_id
 from ...wipe import zero
+from ..api import Buffer
 
 _CREATE = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted in the folder must not hang an executor thread on open.
@@ -306,6 +307,14 @@ class TmpfsBackend:
             raise RuntimeError("tmpfs backend is closed")
         return self._dir_fd
 
+    def buffer(self, size: int) -> Buffer:
+        """A heap buffer: its bytes are written to a file and zeroed at `put`."""
+        return Buffer(size)
+
+    def abandon(self, data: bytes | bytearray | memoryview) -> None:
+        if isinstance(data, bytearray):
+            zero(data)
+
     async def put(self, item_id: str, data: bytes | bytearray | memoryview) -> None:
         name = _name(item_id)
         try:
@@ -320,9 +329,7 @@ class TmpfsBackend:
         name = _name(item_id)
         loading = self._loading.get(name)
         if loading is None:
-            loading = asyncio.ensure_future(
-                _load_async(self._fd(), name, executor=self._files)
-            )
+            loading = asyncio.ensure_future(_load_async(self._fd(), name, executor=self._files))
             self._loading[name] = loading
             loading.add_done_callback(lambda _: self._loading.pop(name, None))
         result: bytes | None = await asyncio.shield(loading)
