@@ -55,6 +55,9 @@ class StorageConfig:
     key_prefix: str = "qc:"
     max_bytes: int = GiB
     max_items: int = 100_000
+    # memory backend: anonymous mappings for item bytes at most (and never more than half of
+    # vm.max_map_count); past it, items are held in the heap (cache_memory_heap_items_total)
+    max_mappings: int = 32_768
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "storage.backend": _one_of(BACKENDS),
     "storage.max_bytes": _positive,
     "storage.max_items": _positive,
+    "storage.max_mappings": _positive,
     "ttl.default": _positive,
     "ttl.max": _positive,
     "ttl.sweep_interval": _positive,

@@ -44,6 +44,7 @@ def test_env_overrides_toml_lists_as_json() -> None:
             'storage.max_bytes: must be an integer, got "abc"',
         ),
         ({"storage": {"max_bytes": -1}}, {}, "storage.max_bytes: must be positive, got -1"),
+        ({"storage": {"max_mappings": 0}}, {}, "storage.max_mappings: must be positive, got 0"),
         (
             {"storage": {"backend": "disk"}},
             {},

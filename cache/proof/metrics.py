@@ -6,6 +6,7 @@ start at half a millisecond so that an exact timer is visibly exact.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -91,6 +92,24 @@ class Metrics:
         self.connections_refused = Counter(
             "cache_connections_refused",
             "Connections refused at server.max_connections (503 and a close).",
+            registry=r,
+        )
+        self.resident = Gauge(
+            "cache_process_resident_bytes",
+            "Resident memory of this process (RSS), read at each scrape: beside cache_bytes, "
+            "it shows purged bytes leave the process.",
+            registry=r,
+        )
+        self.resident.set_function(resident_bytes)
+        self.memory_mappings = Gauge(
+            "cache_memory_mappings",
+            "Anonymous mappings holding item bytes now (memory backend; storage.max_mappings).",
+            registry=r,
+        )
+        self.memory_heap_items = Counter(
+            "cache_memory_heap_items",
+            "Items held in the heap, not in pages of their own: the mapping budget was spent "
+            "or mmap failed. Their pages may stay resident after purge when memory is locked.",
             registry=r,
         )
         self.audit_waiting = Gauge(
@@ -198,6 +217,9 @@ class Metrics:
     def watch_audit(self, waiting: Callable[[], int]) -> None:
         self.audit_waiting.set_function(waiting)
 
+    def watch_mappings(self, mappings: Callable[[], int]) -> None:
+        self.memory_mappings.set_function(mappings)
+
     def watch_oldest_age(self, read_age: Callable[[], float]) -> None:
         self.oldest_age.set_function(read_age)
 
@@ -211,3 +233,15 @@ class Metrics:
         observe_residency = self.residency.observe
         for residency in residencies:
             observe_residency(residency)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes(statm: str = "/proc/self/statm") -> float:
+    """This process's RSS in bytes (0 where /proc is missing)."""
+    try:
+        with open(statm, "rb") as handle:
+            return float(int(handle.read().split()[1]) * _PAGE)
+    except (OSError, ValueError, IndexError):
+        return 0.0

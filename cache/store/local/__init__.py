@@ -21,7 +21,7 @@ def make_backend(config: Config) -> Backend:
         return TmpfsBackend(prepare_folder(config.storage.path))
     from .memory import MemoryBackend
 
-    return MemoryBackend()
+    return MemoryBackend(config.storage.max_mappings)
 
 
 def build(
@@ -37,4 +37,8 @@ def build(
 
     capacity = Capacity(config.storage.max_bytes, config.storage.max_items)
     backend = backend or make_backend(config)
+    pages = getattr(backend, "pages", None)  # the memory backend's: count what it maps
+    if pages is not None:
+        metrics.watch_mappings(lambda: pages.arenas)
+        pages.on_heap = metrics.memory_heap_items.inc
     return LocalStore(backend, clock, metrics, audit, capacity, config.ttl.grace)
