@@ -140,7 +140,19 @@ class Guarantees:
         except OSError as exc:
             return CheckResult(name, "fail", f"{exc.strerror} (errno {exc.errno}) with {why}")
         self._locked = True
-        return CheckResult(name, "ok", f"mlockall({done}) done ({why})")
+        return CheckResult(name, "ok", f"mlockall({done}) done ({why}); {self._returned()}")
+
+    def _returned(self) -> str:
+        """Whether purged memory goes back to the kernel although it is locked."""
+        how = sysfacts.locked_pages_drop()
+        if self._backend == "memory":
+            return (
+                "purged items' pages go back to the kernel: each item is in a mapping of its "
+                f"own or an arena, unmapped when empty, its pages dropped at purge ({how})"
+            )
+        if self._backend == "tmpfs":
+            return "purged items' pages go back to the kernel: tmpfs files, unlinked at purge"
+        return "item bytes are held by the redis server, not this process"
 
     def point_tmpdir(self) -> None:
         """Send temp files to RAM: a library that spools to TMPDIR must not reach a disk."""

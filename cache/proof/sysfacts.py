@@ -224,6 +224,25 @@ def pin_mmap_threshold(size: int) -> bool:
     return bool(mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(size)))
 
 
+MADV_DONTNEED_LOCKED = 24  # Linux 5.18+
+
+
+def locked_pages_drop() -> str:
+    """How this kernel drops pages of a locked range that stays mapped: one page is
+    mapped, locked, written and dropped to find out."""
+    import mmap
+
+    probe = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        probe[0] = 1
+        probe.madvise(MADV_DONTNEED_LOCKED)
+    except OSError:
+        return "munlock, then MADV_DONTNEED: this kernel has no MADV_DONTNEED_LOCKED"
+    finally:
+        probe.close()
+    return "MADV_DONTNEED_LOCKED"
+
+
 def mlockall(flags: int) -> None:
     lib = _libc_or_raise()
     if lib.mlockall(ctypes.c_int(flags)) != 0:

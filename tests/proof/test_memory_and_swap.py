@@ -45,8 +45,27 @@ def test_memory_lock_failure_reports_errno_text(monkeypatch: pytest.MonkeyPatch)
 def test_memory_lock_falls_back_without_onfault(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _fake_lock(monkeypatch, [errno.EINVAL, 0])
     result = Guarantees(checks_config(), "memory", None).lock_memory()
-    assert result.status == "ok" and result.reason == "mlockall(MCL_CURRENT|MCL_FUTURE) done (test)"
+    assert result.status == "ok"
+    assert result.reason.startswith("mlockall(MCL_CURRENT|MCL_FUTURE) done (test); ")
     assert calls == [7, 3]
+
+
+@pytest.mark.parametrize(
+    ("backend", "says"),
+    [
+        ("memory", "purged items' pages go back to the kernel: each item is in a mapping"),
+        ("tmpfs", "purged items' pages go back to the kernel: tmpfs files, unlinked"),
+        ("redis", "held by the redis server"),
+    ],
+)
+def test_memory_locked_says_whether_purged_memory_goes_back(
+    monkeypatch: pytest.MonkeyPatch, backend: str, says: str
+) -> None:
+    _fake_lock(monkeypatch, [0])
+    result = Guarantees(checks_config(), backend, None).lock_memory()
+    assert result.status == "ok" and says in result.reason
+    if backend == "memory":  # this kernel (5.18+) drops locked pages in place
+        assert result.reason.endswith(f"({sysfacts.locked_pages_drop()})")
 
 
 def test_memory_lock_off_by_config(monkeypatch: pytest.MonkeyPatch) -> None:
