@@ -21,10 +21,10 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from ...item import is_valid_id
-from .codec import payload, text
+from .codec import FIELDS, fields_of, payload, text
 from .keys import LUA_KEYS, RedisClient, RedisKeys
 from .link import RETRYABLE, ScriptLine
-from .scripts import RELEASE, RELEASE_HELD, SHA_ADD, WRITE, Counters
+from .scripts import EXPIRED, LAST_READ, MISSING, READ, RELEASE, RELEASE_HELD, Counters, ReadResult
 from .tuning import PIPELINE_RETRIES, RELEASE_CHUNK
 
 # KEYS: data, meta. -> "sha256 size created_ms deadline_ms" of the item this call deleted,
@@ -36,35 +36,29 @@ if deleted == 0 or not f[1] then return false end
 return f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
 """
 
-# One server only: TAKE, then the index, sha256-set and ledger updates of UNLINK and
-# RELEASE, for a batch of items in one call (a round trip costs more than a dozen items).
-# The keys span slots and the script names them itself from the ids, as `RedisKeys` does:
+# One server only: TAKE, then the ledger (deadline index and capacity) updates of RELEASE,
+# for a batch of items in one call (a round trip costs more than a dozen items). The item
+# keys span slots and the script names them itself from the ids, as `RedisKeys` does:
 # declared, they would cost redis-py an encode per argument, the largest cost of a batch.
-# KEYS: counters, ledger, sizes. ARGV: key prefix, "id shard" pairs (space-separated).
+# KEYS: counters, ledger, sizes. ARGV: key prefix, ids (space-separated).
 # -> {bytes, items, lines}: a line "n sha256 size created_ms deadline_ms" per item this
 # call deleted (n: its place, from 1). DEL and the ledger's ZREM count each item once.
 TAKE_MANY = (
     LUA_KEYS
     + RELEASE_HELD
     + """
-local prefix, out, n, by_shard, gone = ARGV[1], {}, 0, {}, {}
-for id, shard in string.gmatch(ARGV[2], '(%S+) (%S+)') do
+local prefix, out, n, gone, sizes = ARGV[1], {}, 0, {}, {}
+for id in string.gmatch(ARGV[2], '%S+') do
   n = n + 1
   local data, meta = data_key(prefix, id), meta_key(prefix, id)
   local f = redis.call('HMGET', meta, 'sha256', 'size', 'created_ms', 'deadline_ms')
   if redis.call('DEL', data, meta) > 0 and f[1] then
     out[#out + 1] = n .. ' ' .. f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
-    redis.call('SREM', sha_key(prefix, f[1]), id)
     gone[#gone + 1] = id
+    sizes[#gone] = f[2]
   end
-  local members = by_shard[shard]
-  if not members then members = {}; by_shard[shard] = members end
-  members[#members + 1] = id
 end
-for shard, members in pairs(by_shard) do
-  redis.call('ZREM', shard_key(prefix, shard), unpack(members))
-end
-local counters = release_held(gone)
+local counters = release_held(gone, sizes)
 return {counters[1], counters[2], table.concat(out, '\\n')}
 """
 )
@@ -149,7 +143,7 @@ class Batches:
         self._single = None if isinstance(client, RedisCluster) else client  # not a cluster
         script = client.register_script
         self._take, self._take_many = script(TAKE), script(TAKE_MANY)
-        self._release, self._sha_add, self._write = script(RELEASE), script(SHA_ADD), script(WRITE)
+        self._release, self._read = script(RELEASE), script(READ)
 
     async def pipeline(self, calls: Sequence[Call]) -> list[Any]:
         """Every call in one non-transactional pipeline; replies (or errors) in place. A
@@ -202,8 +196,7 @@ class Batches:
             yield TakeStream(self, line)
 
     def take_args(self, ids: list[str]) -> list[str]:
-        shard = self._keys.shard_number
-        return [self._keys.prefix, " ".join([f"{i} {shard(i)}" for i in ids])]
+        return [self._keys.prefix, " ".join(ids)]
 
     async def take_pipelined(self, ids: list[str]) -> TakeResult:
         """On a cluster: a pipeline of single-item TAKEs (each item is its own slot)."""
@@ -220,49 +213,52 @@ class Batches:
                 taken.append(Taken(item_id, sha256, int(size), int(created), int(deadline)))
         return TakeResult(taken, done, failure)
 
-    async def unlink(self, ids: Sequence[str], taken: Sequence[tuple[str, str]]) -> Counters | None:
-        """Index entries of `ids` go; for `taken` (id, sha256) pairs, their sha256-set entries
-        and reservations too: one pipeline. -> the counters after (None: nothing released)."""
-        by_key: dict[str, list[str]] = {}
-        for item_id in ids:
-            by_key.setdefault(self._keys.shard_of(item_id), []).append(item_id)
-        calls = [command("ZREM", key, *members) for key, members in by_key.items()]
-        by_key = {}
-        for item_id, sha256 in taken:
-            by_key.setdefault(self._keys.sha(sha256), []).append(item_id)
-        calls += [command("SREM", key, *members) for key, members in by_key.items()]
-        released = [i for i, _ in taken]
-        for start in range(0, len(released), RELEASE_CHUNK):
-            chunk = released[start : start + RELEASE_CHUNK]
-            calls.append(Call(self._release, self._keys.capacity, chunk))
+    async def unlink(self, taken: Sequence[str]) -> Counters | None:
+        """The reservations of `taken` (items this node deleted) go back, and with them
+        their deadline-index entries (the ledger is the index). -> the counters after
+        (None: nothing to release)."""
+        calls = [
+            Call(self._release, self._keys.capacity, taken[start : start + RELEASE_CHUNK])
+            for start in range(0, len(taken), RELEASE_CHUNK)
+        ]
+        if not calls:
+            return None
         replies = await self.pipeline(calls)
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
-        last = replies[-1] if released else None
-        return None if last is None else Counters(int(last[0]), int(last[1]))
+        last = replies[-1]
+        return Counters(int(last[0]), int(last[1]))
 
     async def store(
-        self,
-        item_id: str,
-        sha256: str,
-        deadline_ms: int,
-        px: int,
-        data: bytes | bytearray | memoryview,
-        meta: dict[str, str],
+        self, item_id: str, px: int, data: bytes | bytearray | memoryview, meta: dict[str, str]
     ) -> None:
-        """Index entries, then the bytes (WRITE). On one server they share a pipeline: one
-        connection runs them in order. On a cluster they go to different nodes, which run a
-        pipeline's parts concurrently, so the bytes wait for the index to be confirmed."""
-        index = [
-            command("ZADD", self._keys.shard_of(item_id), deadline_ms, item_id),
-            Call(self._sha_add, (self._keys.sha(sha256),), (item_id, px)),
+        """Metadata, then the bytes: one pipeline of plain commands to the item's slot (its
+        reservation, which is also its deadline-index entry, was made first). The bytes go
+        as they are (SET PX): never through a script."""
+        meta_key, fields = self._keys.meta(item_id), [p for pair in meta.items() for p in pair]
+        calls = [
+            command("HSET", meta_key, *fields),
+            command("PEXPIRE", meta_key, px),
+            command("SET", self._keys.data(item_id), payload(data), "PX", px),
         ]
-        fields = [part for pair in meta.items() for part in pair]
-        keys = (self._keys.data(item_id), self._keys.meta(item_id))
-        write = Call(self._write, keys, (px, payload(data), *fields))
-        steps = [[*index, write]] if self._single is not None else [index, [write]]
-        for calls in steps:
-            for reply in await self.pipeline(calls):
-                if isinstance(reply, BaseException):
-                    raise reply
+        for reply in await self.pipeline(calls):
+            if isinstance(reply, BaseException):
+                raise reply
+
+    async def read(self, item_id: str, now_ms: int, count: bool) -> ReadResult:
+        """GET the bytes, then READ checks the deadline, counts the read and (the last one)
+        deletes: one pipeline, one slot, run in that order by Redis."""
+        meta_key, data_key = self._keys.meta(item_id), self._keys.data(item_id)
+        calls = [
+            command("GET", data_key),
+            Call(self._read, (meta_key, data_key), (now_ms, 1 if count else 0, *FIELDS)),
+        ]
+        data, reply = await self.pipeline(calls)
+        for part in (data, reply):
+            if isinstance(part, BaseException):
+                raise part
+        status = int(reply[0])
+        if status in (MISSING, EXPIRED) or (data is None and status != LAST_READ):
+            return ReadResult(status if status == EXPIRED else MISSING)
+        return ReadResult(status, data, fields_of(reply[1:]))

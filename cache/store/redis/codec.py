@@ -7,9 +7,8 @@ the service (lag, residency, `Item.ttl`) works as with a local store.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...clock import Clock
@@ -26,9 +25,28 @@ def as_map(raw: Mapping[Any, Any]) -> dict[str, str]:
     return {text(k): text(v) for k, v in raw.items()}
 
 
-def from_json(raw: bytes | str) -> dict[str, str]:
-    """Metadata as the META_JSON script encodes it -> {field: value} as text."""
-    return {str(k): text(v) for k, v in json.loads(raw).items()}
+# The metadata fields a READ returns, in this order (the script reads the first three).
+FIELDS = (
+    "deadline_ms",
+    "reads_left",
+    "reads",
+    "sha256",
+    "size",
+    "media_type",
+    "width",
+    "height",
+    "frames",
+    "created_ms",
+    "source",
+    "source_host",
+    "pdq",
+    "pdq_quality",
+)
+
+
+def fields_of(values: Sequence[object]) -> dict[str, str]:
+    """READ's values (nil for a field the item lacks) -> {field: value} as text."""
+    return {name: text(v) for name, v in zip(FIELDS, values, strict=True) if v is not None}
 
 
 def payload(data: bytes | bytearray | memoryview) -> bytes | memoryview:

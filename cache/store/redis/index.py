@@ -1,4 +1,4 @@
-"""Reading the shared indexes: which items are held, by SHA-256, by deadline, or by scan.
+"""Reading the shared index: which items are held, all, by SHA-256, or found by a scan.
 
 Ops calls (listing, purge by hash, purge all) read these; the hot paths never do.
 """
@@ -6,20 +6,29 @@ Ops calls (listing, purge by hash, purge all) read these; the hot paths never do
 from __future__ import annotations
 
 from ...item import Item
-from .codec import as_map
+from .codec import as_map, text
 from .keys import RedisClient, RedisKeys
 from .release import Releaser, valid_ids
 from .tuning import LIST_CHUNK
 
 
 async def indexed_ids(client: RedisClient, keys: RedisKeys, sha256: str | None) -> list[str]:
-    """Ids from the sha256 set, or from every shard of the deadline index."""
-    if sha256 is not None:
-        return sorted(valid_ids(await client.smembers(keys.sha(sha256))))
-    pipe = client.pipeline(transaction=False)
-    for shard in keys.shards():
-        pipe.zrange(shard, 0, -1)
-    return sorted(valid_ids(m for shard in await pipe.execute() for m in shard))
+    """Ids in the deadline index (the ledger), all or those held with one SHA-256. There is
+    no index by hash: it would cost every upload and every purge two more calls, for an
+    operator's purge by hash, which reads each item's hash instead (a pipeline of HGET per
+    LIST_CHUNK items)."""
+    ids = sorted(valid_ids(await client.zrange(keys.ledger, 0, -1)))  # type: ignore[arg-type]
+    if sha256 is None:
+        return ids
+    matching: list[str] = []
+    for start in range(0, len(ids), LIST_CHUNK):
+        chunk = ids[start : start + LIST_CHUNK]
+        pipe = client.pipeline(transaction=False)
+        for item_id in chunk:
+            pipe.hget(keys.meta(item_id), "sha256")
+        held = await pipe.execute()
+        matching += [i for i, h in zip(chunk, held, strict=True) if h and text(h) == sha256]
+    return matching
 
 
 async def scanned_ids(client: RedisClient, keys: RedisKeys) -> set[str]:

@@ -1,11 +1,12 @@
 """Every Redis key name of the shared store, in one place, for Python and for Lua.
 
 Both keys of an item share a hash tag, `{prefix}{<id>}:data` and `{prefix}{<id>}:meta`,
-so the scripts that touch both run on a cluster too. The deadline index is split over
-`tuning.SHARDS` sorted sets, each its own hash tag, so that on a cluster it is not one hot
-slot. The capacity counters, the ledger of reservations and their sizes share the `{cap}`
-tag, so one script updates them together. Hash-list entries added through the admin API
-share the `{bl}` tag with their version counter.
+so the scripts and pipelines that touch both run on a cluster too. The capacity counters,
+the ledger of reservations and their sizes share the `{cap}` tag, so one script updates
+them together; the ledger, scored by deadline, is also the shared deadline index (every
+put and release passes through `{cap}` anyway: a separate index would only add calls).
+Hash-list entries added through the admin API share the `{bl}` tag with their version
+counter.
 
 A script that builds key names itself (TAKE_MANY, on one server) gets them from
 `LUA_KEYS`, generated here from the same shapes: the names cannot drift apart.
@@ -14,7 +15,6 @@ A script that builds key names itself (TAKE_MANY, on one server) gets them from
 from __future__ import annotations
 
 import re
-import zlib
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -23,7 +23,6 @@ from redis.asyncio.cluster import RedisCluster
 
 from ...item import is_valid_id
 from .codec import text
-from .tuning import SHARDS
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 
@@ -31,8 +30,6 @@ RedisClient: TypeAlias = "Redis | RedisCluster"
 SHAPES: dict[str, tuple[str, str]] = {
     "data": ("{", "}:data"),  # an item's bytes
     "meta": ("{", "}:meta"),  # an item's metadata (a hash)
-    "shard": ("{dl:", "}"),  # one shard of the deadline index (a sorted set of ids)
-    "sha": ("{sha:", "}"),  # ids held with one SHA-256 (a set)
 }
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -41,7 +38,7 @@ def _lua_function(name: str, head: str, tail: str) -> str:
     return f"local function {name}_key(p, x) return p .. '{head}' .. x .. '{tail}' end\n"
 
 
-# Lua functions `data_key(prefix, id)`, `meta_key`, `shard_key(prefix, n)`, `sha_key`.
+# Lua functions `data_key(prefix, id)` and `meta_key(prefix, id)`.
 LUA_KEYS = "".join(_lua_function(name, *shape) for name, shape in SHAPES.items())
 
 
@@ -59,21 +56,6 @@ class RedisKeys:
     def meta(self, item_id: str) -> str:
         return self._key("meta", item_id)
 
-    def shard(self, n: int) -> str:
-        return self._key("shard", str(n))
-
-    def shard_number(self, item_id: str) -> int:
-        return zlib.crc32(item_id.encode()) % SHARDS
-
-    def shard_of(self, item_id: str) -> str:
-        return self.shard(self.shard_number(item_id))
-
-    def shards(self) -> list[str]:
-        return [self.shard(n) for n in range(SHARDS)]
-
-    def sha(self, sha256: str) -> str:
-        return self._key("sha", sha256)
-
     @property
     def counters(self) -> str:
         """Hash: `bytes` and `items` reserved in the whole cache."""
@@ -81,7 +63,8 @@ class RedisKeys:
 
     @property
     def ledger(self) -> str:
-        """Sorted set: every reservation by id, scored by its deadline (Unix ms)."""
+        """Sorted set: every reservation by id, scored by its deadline (Unix ms). Also the
+        deadline index the sweeps take other nodes' due items from."""
         return f"{self.prefix}{{cap}}:held"
 
     @property

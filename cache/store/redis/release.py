@@ -115,7 +115,7 @@ class Releaser:
         if result.counters is not None:
             self.set_counters(result.counters)
         else:
-            await self.unlink(result.done, [(t.id, t.sha256) for t in result.taken])
+            await self.unlink([t.id for t in result.taken])
         if missing:
             await self._lost(missing)
         if result.failure is not None:
@@ -177,12 +177,10 @@ class Releaser:
                         raise
         return receipts
 
-    async def unlink(self, ids: list[str], taken: list[tuple[str, str]]) -> None:
-        """Remove the index entries of `ids`, and the hash-set and capacity entries of the
-        items this node deleted (`taken`: id, sha256). Idempotent. One round trip."""
-        if not ids and not taken:
-            return
-        counters = await self._batches.unlink(ids, taken)
+    async def unlink(self, taken: list[str]) -> None:
+        """Give back the capacity of the items this node deleted (`taken`), and with it
+        their deadline-index entries (the ledger is the index). Idempotent. One round trip."""
+        counters = await self._batches.unlink(taken)
         if counters is not None:
             self.set_counters(counters)
 
@@ -205,17 +203,19 @@ class Releaser:
         while True:
             cutoff = self.now_ms() - slack_ms
             pipe = self._client.pipeline(transaction=False)
-            for shard in self._keys.shards():
-                pipe.zrangebyscore(shard, "-inf", cutoff, start=0, num=batch)
+            pipe.zrangebyscore(self._keys.ledger, "-inf", cutoff, start=0, num=batch)
             pipe.hmget(self._keys.counters, ["bytes", "items"])
-            *shards, counters = await pipe.execute()
+            entries, counters = await pipe.execute()
             self.set_counters(Counters(int(counters[0] or 0), int(counters[1] or 0)))
             mine = self._mine
-            due = sorted(i for i in valid_ids(m for s in shards for m in s) if i not in mine)
+            due = sorted(i for i in valid_ids(entries) if i not in mine)
             if not due:
                 return receipts
-            receipts += await self.take(due, "ttl")
-            if busy or all(len(shard) < batch for shard in shards):
+            taken = await self.take(due, "ttl")
+            receipts += taken
+            # Entries whose keys had gone stay in the ledger (its scan releases them): a
+            # round that took nothing would read them again, so it is the last.
+            if busy or len(entries) < batch or not taken:
                 return receipts
 
     async def scan_ledger(self, cutoff_ms: int) -> int:

@@ -189,12 +189,9 @@ class RedisStore(ItemStore):
         if self._persistence.refusing is not None:
             raise ServiceUnavailable("the shared storage may write to disk; not storing")
         async with self.link.call("put"):
-            await self._reserve(item)
-            try:  # index entries before the bytes: a node dying mid-put leaves only entries
-                deadline_ms = wall_ms(item.deadline_wall)  # that the sweeps clean up
-                await self._batches.store(
-                    item.id, item.sha256, deadline_ms, self._px(item), data, encode(item)
-                )
+            await self._reserve(item)  # also its deadline-index entry: a node dying mid-put
+            try:  # leaves only a reservation, which the sweeps and the ledger scan clean up
+                await self._batches.store(item.id, self._px(item), data, encode(item))
             except BaseException:
                 await self._unwind(item.id)
                 raise
@@ -248,7 +245,7 @@ class RedisStore(ItemStore):
         reads.started(item_id)
         try:
             async with self.link.call("read"):
-                result = await self._scripts.read(item_id, self._releaser.now_ms(), count)
+                result = await self._batches.read(item_id, self._releaser.now_ms(), count)
         finally:
             purged_meanwhile = reads.ended(item_id)
         if result.status == EXPIRED:
@@ -259,16 +256,18 @@ class RedisStore(ItemStore):
         if purged_meanwhile and result.status == SERVED:
             raise NotFound()  # its purged line is written: a read line may not follow it
         item = self._releaser.item(item_id, dict(result.meta))
-        if count:
+        if count and result.data is not None:
             self._metrics.reads.inc()
             self._audit.emit("read", id=item.id, reads_left=item.reads_left)
         if result.status == LAST_READ:  # this node's script deleted it: this node counts it
             self._releaser.record(item, "read_limit")
             try:
                 async with self.link.call("unlink"):
-                    await self._releaser.unlink([item.id], [(item.id, item.sha256)])
+                    await self._releaser.unlink([item.id])
             except StorageUnavailable:
-                pass  # the index sweep removes the entries at the deadline
+                pass  # the ledger scan releases it
+        if result.data is None:
+            raise NotFound()  # Redis's PX dropped the bytes (the item's last moments)
         return item, result.data
 
     # -- releases ------------------------------------------------------------------------

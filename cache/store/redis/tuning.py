@@ -6,9 +6,6 @@ the store was measured and tested with. Change one here, run `make bench`, and s
 
 from __future__ import annotations
 
-# -- keys ------------------------------------------------------------------------------
-SHARDS = 16  # sorted sets the deadline index is split over (one hash tag each)
-
 # -- the client --------------------------------------------------------------------------
 OPERATIONS = 64  # store operations in flight per node; each uses at most two connections
 MAX_CONNECTIONS = 256  # the client's pool (per cluster node): well above the bound
@@ -30,8 +27,8 @@ LIST_CHUNK = 1000  # metadata hashes per pipeline when listing items
 RUN_SECONDS = 0.01  # one purge takes batches that fall due for this long, then yields
 RETRY_DELAY = 1.0  # s: after a failed purge, the exact timer waits this long
 INDEX_SWEEP_EVERY = 0.2  # s: while this node's own items fall due, sweep the index this often
-SWEEP_BATCH = 500  # due entries taken per index shard per round
-BUSY_SWEEP_BATCH = 32  # the same, while this node's own items fall due (one round)
+SWEEP_BATCH = 8000  # due entries of the deadline index (the ledger) read per round
+BUSY_SWEEP_BATCH = 512  # the same, while this node's own items fall due (one round)
 BUSY_SLACK_MS = 250  # then only entries due this long ago (this node's own go sooner)
 
 # -- capacity ----------------------------------------------------------------------------
