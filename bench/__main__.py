@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cost, flood, hostile, lifecycle, memory, pdq, purge_lag, report
+from . import cost, flood, hostile, lifecycle, memory, pdq, purge_lag, report, shared_store
 from .context import Ctx
 from .procs import missing_tools
 from .sizes import MODES
@@ -51,6 +51,14 @@ BENCHES: dict[str, tuple[Callable[[Ctx], Section], tuple[str, ...]]] = {
             "jpeg1m_ratio_vs_bare",
             "lifecycle_ratio_vs_bare_pdq",
             "lifecycle_ratio_vs_bare_decode",
+        ),
+    ),
+    "redis_backend": (
+        shared_store.run,
+        (
+            "lifecycle_ratio_redis_backend_vs_redis",
+            "redis_calls_per_lifecycle",
+            "redis_cpu_us_per_lifecycle",
         ),
     ),
     "memory": (

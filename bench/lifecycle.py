@@ -93,7 +93,7 @@ def measure(
     system: str, body_name: str, url: str, servers: list[Proc], body: Path, ctx: Ctx, query: str
 ) -> Load:
     sizes = ctx.sizes
-    asyncio.run(_warm_up(url, body.read_bytes(), query))
+    asyncio.run(warm_up(url, body.read_bytes(), query))
     if sizes.lifecycle_warmup > 0:
         wrk(url, body, sizes.lifecycle_warmup, sizes.concurrency, query)  # warm-up, discarded
     cpu_before = sum(p.cpu() for p in servers)
@@ -112,7 +112,7 @@ def measure(
     )
 
 
-async def _warm_up(url: str, body: bytes, query: str, cycles: int = WARM_UP_CYCLES) -> None:
+async def warm_up(url: str, body: bytes, query: str, cycles: int = WARM_UP_CYCLES) -> None:
     """A few lifecycles before wrk starts: lazy imports, executor threads, first allocations."""
     ttl = 60.0 if "ttl" in query else None
     async with http_client.session(8) as http:
