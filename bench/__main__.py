@@ -63,7 +63,12 @@ BENCHES: dict[str, tuple[Callable[[Ctx], Section], tuple[str, ...]]] = {
     ),
     "memory": (
         memory.run,
-        ("rss_after_purge_ratio", "rss_after_purge_ratio_unlocked", "overhead_bytes_per_item"),
+        (
+            "rss_after_purge_ratio",
+            "rss_after_purge_ratio_unlocked",
+            "overhead_bytes_per_item",
+            "peak_rss_fill_ratio",
+        ),
     ),
     "cost": (cost.run, ("sweep_cost_ratio_1e6_vs_1e3", "upload_p99_ratio_1e6_vs_empty")),
     "flood": (

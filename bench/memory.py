@@ -3,10 +3,10 @@
 The service gets unique ~100 KB PNGs over HTTP, all due at about the same moment (TTLs set
 so every item outlives the fill). RSS is read from /proc when ready (cold), after a warm-up of
 40 uploads and deletes ("start": executor threads and lazy imports in place), with everything
-held, and once /readyz says nothing is held. References, same bytes, same
-item count: the bare aiohttp dict server (plain CPython + glibc: DELETE instead of a TTL) and
-redis-server (SET PX, jemalloc). /proc/PID/smaps splits what is kept into the main heap
-([heap], brk) and other anonymous mappings (thread arenas, mmap'd blocks).
+held, at its peak during the fill (VmHWM), and once /readyz says nothing is held. References,
+same bytes, same item count: the bare aiohttp dict server (plain CPython + glibc: DELETE
+instead of a TTL) and redis-server (SET PX, jemalloc). /proc/PID/smaps splits what is kept
+into the main heap ([heap], brk) and other anonymous mappings (thread arenas, mmap'd blocks).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .procs import Proc, start_bare, start_redis, start_service
 from .stats import Section, at_most, fmt, fmt_bytes, ratio
 
 AFTER_TARGET = 1.10
+PEAK_TARGET = 1.15  # peak RSS during the fill / (RSS at start + payload)
 OVERHEAD_TARGET = 1024
 CONCURRENCY = 8
 SETTLE = 1.0  # seconds after the last release before RSS is read
@@ -43,6 +44,7 @@ class Footprint:
     half_items: int = 0
     half_payload: int = 0
     held: int = 0  # RSS with every item held
+    peak: int = 0  # VmHWM when the fill ended: the most the process was ever resident
     after: int = 0  # RSS once everything is released
     heap_after: int = 0  # RSS of [heap] after release
     anon_after: int = 0  # RSS of other anonymous mappings after release
@@ -52,6 +54,11 @@ class Footprint:
     @property
     def after_ratio(self) -> float | None:
         return ratio(self.after, self.cold) if self.complete and self.after else None
+
+    @property
+    def peak_ratio(self) -> float | None:
+        """Peak RSS during the fill over what it must hold: start + payload."""
+        return ratio(self.peak, self.cold + self.payload) if self.peak else None
 
     @property
     def overhead_per_item(self) -> float | None:
@@ -67,7 +74,15 @@ class Footprint:
             **self.__dict__,
             "after_ratio": self.after_ratio,
             "overhead_per_item": self.overhead_per_item,
+            "peak_ratio": self.peak_ratio,
         }
+
+
+def peak_rss(pid: int) -> int:
+    """VmHWM: the process's peak resident set so far, in bytes (no sampling gaps)."""
+    with open(f"/proc/{pid}/status") as handle:
+        line = next(x for x in handle if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
 
 
 def smaps_split(pid: int) -> tuple[int, int]:
@@ -163,6 +178,7 @@ async def _service_cycle(url: str, proc: Proc, base: bytes, items: int, out: Foo
             return deadline - time.monotonic()
 
         await _fill_http(url, proc, base, items, out, http, ttl)
+        out.peak = peak_rss(proc.pid)
         out.expired_early = max(0, out.items - await http_client.items_held(http, url))
         left = await http_client.wait_empty(http, url, deadline + 30 + items * 0.001)
         out.complete = left == 0
@@ -186,6 +202,7 @@ def bare_footprint(ctx: Ctx, base: bytes) -> Footprint:
 async def _bare_cycle(url: str, proc: Proc, base: bytes, items: int, out: Footprint) -> None:
     async with http_client.session(CONCURRENCY) as http:
         ids = await _fill_http(url, proc, base, items, out, http, None)
+        out.peak = peak_rss(proc.pid)
         await http_client.delete_all(http, url, ids)
         await asyncio.sleep(SETTLE)
         out.after = proc.rss()
@@ -264,10 +281,11 @@ def run(ctx: Ctx) -> Section:
         f"bare aiohttp {fmt_bytes(bare.heap_after)} / {fmt_bytes(bare.anon_after)}",
     )
     footprints = [service, bare, redis_fp]
-    # Root here has CAP_IPC_LOCK, so the default run mlockall()s: locked pages cannot be
-    # madvised away, and malloc_trim returns only the top of the heap. The same service
-    # without the lock shows what the trim does (a container without CAP_IPC_LOCK and with a
-    # small RLIMIT_MEMLOCK skips the lock and behaves like this row).
+    # Root here has CAP_IPC_LOCK, so the default run mlockall()s: item bytes live in pages
+    # of their own (cache/store/local/pages.py) and go back at purge, but what the requests
+    # left in glibc's heaps stays resident (malloc_trim cannot drop locked pages). The same
+    # service without the lock shows what the trim adds (a container without CAP_IPC_LOCK
+    # and with a small RLIMIT_MEMLOCK skips the lock and behaves like this row).
     unlocked = service_footprint(
         ctx, base, {"CACHE_GUARANTEES_LOCK_MEMORY": "false"}, " + lock_memory=false"
     )
@@ -280,6 +298,16 @@ def run(ctx: Ctx) -> Section:
         unlocked.after_ratio,
         f"≤ {AFTER_TARGET:g}",
         at_most(unlocked.after_ratio, AFTER_TARGET),
+    )
+    peak = service.peak_ratio
+    section.add(
+        "peak RSS during the fill / (RSS at start + payload)",
+        f"{fmt(peak)} (peak {fmt_bytes(service.peak)}, start {fmt_bytes(service.cold)}, "
+        f"payload {fmt_bytes(service.payload)})",
+        f"lock_memory = false {fmt(unlocked.peak_ratio)}; bare aiohttp {fmt(bare.peak_ratio)}",
+        peak,
+        f"≤ {PEAK_TARGET:g}",
+        at_most(peak, PEAK_TARGET),
     )
     if ctx.sizes.mode == "full":  # what a glibc setting alone would change (no code change)
         tuned = service_footprint(ctx, base, {MMAP_ENV: "65536"}, f" + {MMAP_ENV}=65536")
@@ -295,6 +323,7 @@ def run(ctx: Ctx) -> Section:
             "rss_after_purge_ratio": after,
             "rss_after_purge_ratio_unlocked": unlocked.after_ratio,
             "overhead_bytes_per_item": overhead,
+            "peak_rss_fill_ratio": peak,
         }
     )
     section.series["footprints"] = [fp.as_dict() for fp in footprints]
@@ -311,20 +340,19 @@ def run(ctx: Ctx) -> Section:
 
 def _explain(service: Footprint, bare: Footprint) -> str:
     return (
-        "Memory, what the allocator keeps: the memory backend holds each item in a bytearray "
-        "of ~100 KB, under glibc's mmap threshold (128 KiB, and it only rises), so item "
-        "buffers, request bodies and the copies made while validating all come from the brk "
-        "heap or the executor threads' arenas. free() gives pages back to the kernel only "
-        "from the top of the heap; a freed buffer below a live allocation stays resident. The "
-        "backend therefore calls malloc_trim(0) off the loop after every 32 MiB released and "
-        "when the last item goes, which madvises free pages inside the heaps away. That works "
-        "unless memory is locked: with guarantees.lock_memory (mlockall, which root or "
-        "CAP_IPC_LOCK allows here) madvise cannot drop locked pages, so freed memory stays "
-        "resident (zeroed, and reused by the next items; bounded by storage.max_bytes). Once "
-        f"every item had expired, the locked service still had {fmt_bytes(service.heap_after)} "
-        f"resident in [heap] and {fmt_bytes(service.anon_after)} in other anonymous mappings; "
-        "the 'lock_memory = false' row is the same run without the lock. The bare aiohttp "
-        f"server ended at {fmt_bytes(bare.heap_after)} / {fmt_bytes(bare.anon_after)}. "
-        "Redis (jemalloc) returns dirty pages only after its decay time (10 s by default), "
-        "so its 'after' figure, read 1 s after the last key went, is high too."
+        "Memory, where the bytes live: the memory backend reads each upload straight into "
+        "pages of its own (cache/store/local/pages.py): ~100 KB items packed in 4 MiB "
+        "anonymous arenas, items of 1 MiB and more in a mapping each. A purge zeroes the "
+        "item, drops every page no live item shares (MADV_DONTNEED_LOCKED, which works on "
+        "locked pages) and unmaps an arena once it is empty, so the pages leave the process "
+        "also under mlockall. What stays after purge is what the requests left in glibc's "
+        "heaps (aiohttp's chunks, parsing), which malloc_trim(0) drops only when memory is "
+        f"not locked: once every item had expired, the locked service had "
+        f"{fmt_bytes(service.heap_after)} resident in [heap] and "
+        f"{fmt_bytes(service.anon_after)} in other anonymous mappings (thread arenas, "
+        "stacks, the interpreter's own). The bare aiohttp server ended at "
+        f"{fmt_bytes(bare.heap_after)} / {fmt_bytes(bare.anon_after)}. Redis (jemalloc) "
+        "returns dirty pages only after its decay time (10 s by default), so its 'after' "
+        "figure, read 1 s after the last key went, is high too. The peak during the fill is "
+        "the process's VmHWM when the last upload was answered."
     )
