@@ -55,7 +55,7 @@ bench: install system-deps
 bench-quick: install system-deps
 	$(PY) -m bench --quick
 
-# The README's picture: a 30 s soak of the real service, items held and purge lag.
+# The README's picture: a 30 s soak of the real service: items held, RSS beside cache_bytes, purge lag.
 soak: install
 	$(PY) scripts/soak.py --seconds 30 --out docs/soak.png
 
