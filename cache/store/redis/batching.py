@@ -22,6 +22,7 @@ from redis.exceptions import NoScriptError
 
 from ...item import is_valid_id
 from .codec import FIELDS, fields_of, payload, text
+from .direct import Direct
 from .keys import LUA_KEYS, RedisClient, RedisKeys
 from .link import RETRYABLE, ScriptLine
 from .scripts import EXPIRED, LAST_READ, MISSING, READ, RELEASE, RELEASE_HELD, Counters, ReadResult
@@ -141,6 +142,7 @@ class Batches:
         self._client = client
         self._keys = layout
         self._single = None if isinstance(client, RedisCluster) else client  # not a cluster
+        self._direct = None if self._single is None else Direct(self._single)
         script = client.register_script
         self._take, self._take_many = script(TAKE), script(TAKE_MANY)
         self._release, self._read = script(RELEASE), script(READ)
@@ -230,34 +232,51 @@ class Batches:
         last = replies[-1]
         return Counters(int(last[0]), int(last[1]))
 
+    @property
+    def single(self) -> bool:
+        """One server, not a cluster: an item's metadata can be written with its
+        reservation (`Scripts.reserve`, RESERVE_PUT), so `store` writes only the bytes."""
+        return self._single is not None
+
     async def store(
-        self, item_id: str, px: int, data: bytes | bytearray | memoryview, meta: dict[str, str]
+        self,
+        item_id: str,
+        px: int,
+        data: bytes | bytearray | memoryview,
+        meta: dict[str, str] | None,
     ) -> None:
-        """Metadata, then the bytes: one pipeline of plain commands to the item's slot (its
-        reservation, which is also its deadline-index entry, was made first). The bytes go
-        as they are (SET PX): never through a script."""
-        meta_key, fields = self._keys.meta(item_id), [p for pair in meta.items() for p in pair]
-        calls = [
-            command("HSET", meta_key, *fields),
-            command("PEXPIRE", meta_key, px),
-            command("SET", self._keys.data(item_id), payload(data), "PX", px),
-        ]
-        for reply in await self.pipeline(calls):
+        """The metadata (unless its reservation wrote it: `meta` None), then the bytes, to
+        the item's slot (its reservation, which is also its deadline-index entry, came
+        first). The bytes go as they are (SET PX): never through a script."""
+        write = ["SET", self._keys.data(item_id), payload(data), "PX", px]
+        if meta is None and self._direct is not None:
+            await self._checked(await self._direct.run([write], [None]))
+            return
+        calls = [command(*write)]
+        if meta is not None:
+            meta_key, fields = self._keys.meta(item_id), [p for pair in meta.items() for p in pair]
+            calls[:0] = [command("HSET", meta_key, *fields), command("PEXPIRE", meta_key, px)]
+        await self._checked(await self.pipeline(calls))
+
+    @staticmethod
+    async def _checked(replies: list[Any]) -> list[Any]:
+        for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
+        return replies
 
     async def read(self, item_id: str, now_ms: int, count: bool) -> ReadResult:
         """GET the bytes, then READ checks the deadline, counts the read and (the last one)
         deletes: one pipeline, one slot, run in that order by Redis."""
         meta_key, data_key = self._keys.meta(item_id), self._keys.data(item_id)
-        calls = [
-            command("GET", data_key),
-            Call(self._read, (meta_key, data_key), (now_ms, 1 if count else 0, *FIELDS)),
-        ]
-        data, reply = await self.pipeline(calls)
-        for part in (data, reply):
-            if isinstance(part, BaseException):
-                raise part
+        args = (now_ms, 1 if count else 0, *FIELDS)
+        if self._direct is not None:
+            commands: list[list[Any]] = [["GET", data_key], [2, meta_key, data_key, *args]]
+            replies = await self._direct.run(commands, [None, self._read])
+        else:
+            calls = [command("GET", data_key), Call(self._read, (meta_key, data_key), args)]
+            replies = await self.pipeline(calls)
+        data, reply = await self._checked(replies)
         status = int(reply[0])
         if status in (MISSING, EXPIRED) or (data is None and status != LAST_READ):
             return ReadResult(status if status == EXPIRED else MISSING)

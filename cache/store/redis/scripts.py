@@ -14,39 +14,64 @@ from dataclasses import dataclass
 
 from .keys import RedisClient, RedisKeys
 
-# KEYS: counters, ledger, sizes. ARGV: id, size, deadline_ms, max_bytes, max_items.
-# -> {1, bytes, items} reserved, or {0, bytes, items, the deadline by which the earliest
-# reservations free room for this one}: the ledger walked in deadline order, at most 256
-# entries (past that, the last one walked: a lower bound). A retried call finds its id in
-# the ledger (ZADD NX answers 0) and reserves nothing twice. Taken first, checked after,
-# given back when over: four calls on the way that succeeds.
-RESERVE = """
-if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1]) == 0 then
-  local c = redis.call('HMGET', KEYS[1], 'bytes', 'items')
-  return {1, tonumber(c[1] or '0'), tonumber(c[2] or '0')}
-end
-local size = tonumber(ARGV[2])
-local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', size)
-local items = redis.call('HINCRBY', KEYS[1], 'items', 1)
-local over_bytes = bytes - tonumber(ARGV[4])
-local over_items = items - tonumber(ARGV[5])
-if over_items > 0 or over_bytes > 0 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - size)
-  items = redis.call('HINCRBY', KEYS[1], 'items', -1)
-  local at = false
-  local walk = redis.call('ZRANGE', KEYS[2], 0, 255, 'WITHSCORES')
-  for i = 1, #walk, 2 do
-    if over_bytes <= 0 and over_items <= 0 then break end
-    over_bytes = over_bytes - tonumber(redis.call('HGET', KEYS[3], walk[i]) or '0')
-    over_items = over_items - 1
-    at = walk[i + 1]
+# A Lua function for scripts whose KEYS start with counters, ledger, sizes: reserve `size`
+# for `id` due at `deadline` -> {1, bytes, items} reserved, or {0, bytes, items, the
+# deadline by which the earliest reservations free room for this one}: the ledger walked in
+# deadline order, at most 256 entries (past that, the last one walked: a lower bound). A
+# retried call finds its id in the ledger (ZADD NX answers 0) and reserves nothing twice.
+# Taken first, checked after, given back when over: four calls on the way that succeeds.
+RESERVE_FUNCTION = """
+local function reserve(id, size, deadline, max_bytes, max_items)
+  if redis.call('ZADD', KEYS[2], 'NX', deadline, id) == 0 then
+    local c = redis.call('HMGET', KEYS[1], 'bytes', 'items')
+    return {1, tonumber(c[1] or '0'), tonumber(c[2] or '0')}
   end
-  return {0, bytes, items, at}
+  local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', size)
+  local items = redis.call('HINCRBY', KEYS[1], 'items', 1)
+  local over_bytes = bytes - max_bytes
+  local over_items = items - max_items
+  if over_items > 0 or over_bytes > 0 then
+    redis.call('ZREM', KEYS[2], id)
+    bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - size)
+    items = redis.call('HINCRBY', KEYS[1], 'items', -1)
+    local at = false
+    local walk = redis.call('ZRANGE', KEYS[2], 0, 255, 'WITHSCORES')
+    for i = 1, #walk, 2 do
+      if over_bytes <= 0 and over_items <= 0 then break end
+      over_bytes = over_bytes - tonumber(redis.call('HGET', KEYS[3], walk[i]) or '0')
+      over_items = over_items - 1
+      at = walk[i + 1]
+    end
+    return {0, bytes, items, at}
+  end
+  redis.call('HSET', KEYS[3], id, size)
+  return {1, bytes, items}
 end
-redis.call('HSET', KEYS[3], ARGV[1], size)
-return {1, bytes, items}
 """
+
+# KEYS: counters, ledger, sizes. ARGV: id, size, deadline_ms, max_bytes, max_items.
+RESERVE = (
+    RESERVE_FUNCTION
+    + """
+return reserve(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+"""
+)
+
+# One server only (the item's metadata is in another slot than the capacity keys): the
+# reservation and, when it is made, the item's metadata with its PX backstop, so that the
+# bytes follow in one plain SET. KEYS: counters, ledger, sizes, meta. ARGV: as RESERVE's,
+# then px, then the metadata's field/value pairs. -> as RESERVE.
+RESERVE_PUT = (
+    RESERVE_FUNCTION
+    + """
+local r = reserve(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+if r[1] == 1 then
+  redis.call('HSET', KEYS[4], unpack(ARGV, 7))
+  redis.call('PEXPIRE', KEYS[4], ARGV[6])
+end
+return r
+"""
+)
 
 # A Lua function for scripts whose KEYS start with counters, ledger, sizes (`keys.capacity`):
 # give back the capacity reserved for `ids` -> {bytes, items, released}. Only an id still in
@@ -172,14 +197,28 @@ class Scripts:
     def __init__(self, client: RedisClient, layout: RedisKeys) -> None:
         self._layout = layout
         self._reserve = client.register_script(RESERVE)
+        self._reserve_put = client.register_script(RESERVE_PUT)
         self._release = client.register_script(RELEASE)
 
     async def reserve(
-        self, item_id: str, size: int, deadline_ms: int, max_bytes: int, max_items: int
+        self,
+        item_id: str,
+        size: int,
+        deadline_ms: int,
+        max_bytes: int,
+        max_items: int,
+        meta: tuple[int, dict[str, str]] | None = None,
     ) -> Reservation:
-        reply = await self._reserve(
-            keys=self._layout.capacity, args=[item_id, size, deadline_ms, max_bytes, max_items]
-        )
+        """`meta` (px, fields), on one server only: the item's metadata is written in the
+        same step when the reservation is made (RESERVE_PUT)."""
+        args: list[str | int] = [item_id, size, deadline_ms, max_bytes, max_items]
+        if meta is None:
+            reply = await self._reserve(keys=self._layout.capacity, args=args)
+        else:
+            px, fields = meta
+            args += [px, *(part for pair in fields.items() for part in pair)]
+            keys = [*self._layout.capacity, self._layout.meta(item_id)]
+            reply = await self._reserve_put(keys=keys, args=args)
         counters = Counters(int(reply[1]), int(reply[2]))
         if int(reply[0]) == 1:
             return Reservation(True, counters)

@@ -189,9 +189,12 @@ class RedisStore(ItemStore):
         if self._persistence.refusing is not None:
             raise ServiceUnavailable("the shared storage may write to disk; not storing")
         async with self.link.call("put"):
-            await self._reserve(item)  # also its deadline-index entry: a node dying mid-put
-            try:  # leaves only a reservation, which the sweeps and the ledger scan clean up
-                await self._batches.store(item.id, self._px(item), data, encode(item))
+            px, meta = self._px(item), encode(item)
+            single = self._batches.single  # its metadata goes with the reservation
+            await self._reserve(item, (px, meta) if single else None)
+            try:  # the reservation is its deadline-index entry: a node dying mid-put leaves
+                # only that, which the sweeps and the ledger scan clean up
+                await self._batches.store(item.id, px, data, None if single else meta)
             except BaseException:
                 await self._unwind(item.id)
                 raise
@@ -203,12 +206,13 @@ class RedisStore(ItemStore):
         """The backstop TTL, from now: Redis drops the keys at deadline + grace by itself."""
         return max(1, wall_ms(item.deadline_wall + self._grace) - self._releaser.now_ms())
 
-    async def _reserve(self, item: Item) -> None:
-        """Capacity for the whole cache, checked and taken in one step (RESERVE)."""
+    async def _reserve(self, item: Item, meta: tuple[int, dict[str, str]] | None) -> None:
+        """Capacity for the whole cache, checked and taken in one step (RESERVE); with
+        `meta` (px, fields), the item's metadata too (one server only)."""
         limit = self._capacity
         deadline_ms = wall_ms(item.deadline_wall)
         reservation = await self._scripts.reserve(
-            item.id, item.size, deadline_ms, limit.max_bytes, limit.max_items
+            item.id, item.size, deadline_ms, limit.max_bytes, limit.max_items, meta
         )
         self._releaser.set_counters(reservation.counters)
         if not reservation.ok:
