@@ -22,11 +22,11 @@ from redis.exceptions import NoScriptError
 
 from ...item import is_valid_id
 from .codec import FIELDS, fields_of, payload, text
-from .direct import Direct
 from .keys import LUA_KEYS, RedisClient, RedisKeys
 from .link import RETRYABLE, ScriptLine
 from .scripts import EXPIRED, LAST_READ, MISSING, READ, RELEASE, RELEASE_HELD, Counters, ReadResult
 from .tuning import PIPELINE_RETRIES, RELEASE_CHUNK
+from .wire import Wire, wire_for
 
 # KEYS: data, meta. -> "sha256 size created_ms deadline_ms" of the item this call deleted,
 # or nil. DEL answers a positive count to exactly one caller: only that node counts it.
@@ -142,7 +142,7 @@ class Batches:
         self._client = client
         self._keys = layout
         self._single = None if isinstance(client, RedisCluster) else client  # not a cluster
-        self._direct = None if self._single is None else Direct(self._single)
+        self.wire: Wire | None = None if self._single is None else wire_for(self._single)
         script = client.register_script
         self._take, self._take_many = script(TAKE), script(TAKE_MANY)
         self._release, self._read = script(RELEASE), script(READ)
@@ -175,16 +175,28 @@ class Batches:
                 pipe.execute_command("EVALSHA", sha, len(keys), *keys, *call.args)
         return list(await pipe.execute(raise_on_error=False))
 
-    async def take(self, ids: Sequence[str]) -> TakeResult:
+    async def take(self, ids: Sequence[str], request: bool = False) -> TakeResult:
         """Delete the items' keys; what this call deleted comes back as `Taken`. On one
         server the index entries and reservations go in the same call (`counters` set);
-        on a cluster `unlink` follows. Ids are checked: they become keys (and separators)."""
+        on a cluster `unlink` follows. Ids are checked: they become keys (and separators).
+        `request`: a client's DELETE, which goes on the request path's wire; purges never
+        do (they share nothing with request work)."""
         valid = [i for i in ids if is_valid_id(i)]
         if not valid:
             return TakeResult([], [])
         if self._single is None:
             return await self.take_pipelined(valid)
-        return taken_from(valid, await self._take_many(self._keys.capacity, self.take_args(valid)))
+        capacity, args = self._keys.capacity, self.take_args(valid)
+        if request and self.wire is not None:
+            (reply,) = await self._checked(
+                await self.wire.run([[len(capacity), *capacity, *args]], [self._take_many])
+            )
+            return taken_from(valid, reply)
+        return taken_from(valid, await self._take_many(capacity, args))
+
+    async def close(self) -> None:
+        if self.wire is not None:
+            await self.wire.close()
 
     @asynccontextmanager
     async def stream(self) -> AsyncIterator[TakeStream]:
@@ -249,8 +261,8 @@ class Batches:
         the item's slot (its reservation, which is also its deadline-index entry, came
         first). The bytes go as they are (SET PX): never through a script."""
         write = ["SET", self._keys.data(item_id), payload(data), "PX", px]
-        if meta is None and self._direct is not None:
-            await self._checked(await self._direct.run([write], [None]))
+        if meta is None and self.wire is not None:
+            await self._checked(await self.wire.call([write]))
             return
         calls = [command(*write)]
         if meta is not None:
@@ -270,9 +282,9 @@ class Batches:
         deletes: one pipeline, one slot, run in that order by Redis."""
         meta_key, data_key = self._keys.meta(item_id), self._keys.data(item_id)
         args = (now_ms, 1 if count else 0, *FIELDS)
-        if self._direct is not None:
+        if self.wire is not None:
             commands: list[list[Any]] = [["GET", data_key], [2, meta_key, data_key, *args]]
-            replies = await self._direct.run(commands, [None, self._read])
+            replies = await self.wire.run(commands, [None, self._read])
         else:
             calls = [command("GET", data_key), Call(self._read, (meta_key, data_key), args)]
             replies = await self.pipeline(calls)

@@ -53,8 +53,8 @@ class Releaser:
     ) -> None:
         self._client = client
         self._keys = keys
-        self.scripts = self._scripts = Scripts(client, keys)
         self.batches = self._batches = Batches(client, keys)
+        self.scripts = self._scripts = Scripts(client, keys, self._batches.wire)
         self._clock = clock
         self._metrics = metrics
         self._recorder = recorder
@@ -141,13 +141,15 @@ class Releaser:
             for item_id in missing:
                 self._mine.pop(item_id, None)
 
-    async def take(self, ids: list[str], reason: str, record: bool = True) -> list[Receipt]:
+    async def take(
+        self, ids: list[str], reason: str, record: bool = True, request: bool = False
+    ) -> list[Receipt]:
         """Delete items by id, a batch at a time; each one this node deleted gets a receipt
-        (`ttl` when it was already due)."""
+        (`ttl` when it was already due). `request`: a client's DELETE (`Batches.take`)."""
         receipts: list[Receipt] = []
         for start in range(0, len(ids), TAKE_CHUNK):
             now_ms = self.now_ms()
-            result = await self._batches.take(ids[start : start + TAKE_CHUNK])
+            result = await self._batches.take(ids[start : start + TAKE_CHUNK], request)
             receipts += await self._settle(now_ms, result, reason, record)
         return receipts
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .keys import RedisClient, RedisKeys
+from .wire import Wire
 
 # A Lua function for scripts whose KEYS start with counters, ledger, sizes: reserve `size`
 # for `id` due at `deadline` -> {1, bytes, items} reserved, or {0, bytes, items, the
@@ -194,8 +195,9 @@ class ReadResult:
 
 
 class Scripts:
-    def __init__(self, client: RedisClient, layout: RedisKeys) -> None:
+    def __init__(self, client: RedisClient, layout: RedisKeys, wire: Wire | None) -> None:
         self._layout = layout
+        self._wire = wire  # the request path's connection (one server), else redis-py
         self._reserve = client.register_script(RESERVE)
         self._reserve_put = client.register_script(RESERVE_PUT)
         self._release = client.register_script(RELEASE)
@@ -218,7 +220,12 @@ class Scripts:
             px, fields = meta
             args += [px, *(part for pair in fields.items() for part in pair)]
             keys = [*self._layout.capacity, self._layout.meta(item_id)]
-            reply = await self._reserve_put(keys=keys, args=args)
+            if self._wire is not None:
+                (reply,) = await self._wire.run([[len(keys), *keys, *args]], [self._reserve_put])
+                if isinstance(reply, BaseException):
+                    raise reply
+            else:
+                reply = await self._reserve_put(keys=keys, args=args)
         counters = Counters(int(reply[1]), int(reply[2]))
         if int(reply[0]) == 1:
             return Reservation(True, counters)

@@ -283,7 +283,7 @@ class RedisStore(ItemStore):
     async def purge_ids(self, ids: list[str], reason: str = "admin") -> list[Receipt]:
         valid = list(dict.fromkeys(i for i in ids if is_valid_id(i)))
         async with self.link.call("purge"):
-            receipts = await self._releaser.take(valid, reason)
+            receipts = await self._releaser.take(valid, reason, request=reason == "delete")
         return [r for r in receipts if r.reason == reason]
 
     async def purge_sha256(self, sha256: str, reason: str = "admin") -> list[Receipt]:
@@ -383,5 +383,6 @@ class RedisStore(ItemStore):
                 receipts = await self._releaser.take(list(self._mine), "shutdown")
         except StorageUnavailable:
             log.warning("shutdown purge failed: Redis drops the items at deadline + grace")
+        await self._batches.close()
         await self._client.aclose()
         return receipts
