@@ -27,6 +27,7 @@ backend retries at the next release or sweep. Runs on the event loop only.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -42,6 +43,7 @@ ARENA_BYTES = 4 * 1024 * 1024  # small blocks are packed in mappings of this siz
 DEDICATED_FROM = ARENA_BYTES // 4  # a block this large gets a mapping of its own
 MAX_MAPPINGS = 32_768  # storage.max_mappings' default: half of vm.max_map_count's 65,530
 MADV_DONTNEED_LOCKED = 24  # Linux 5.18+: drop pages of a locked range, keep it locked
+MADV_POPULATE_WRITE = 23  # Linux 5.14+: fault a range in with one call, not one per page
 MAX_MAP_COUNT = "/proc/sys/vm/max_map_count"
 
 
@@ -72,7 +74,18 @@ def mapping_budget(wanted: int, path: str = MAX_MAP_COUNT) -> int:
 class Arena:
     """One anonymous mapping: many small blocks one after another, or one large block."""
 
-    __slots__ = ("address", "edges", "live", "mm", "sealed", "size", "splits", "top", "whole")
+    __slots__ = (
+        "address",
+        "edges",
+        "live",
+        "mm",
+        "populated",
+        "sealed",
+        "size",
+        "splits",
+        "top",
+        "whole",
+    )
 
     def __init__(self, size: int) -> None:
         self.mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -80,6 +93,7 @@ class Arena:
         self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.mm))
         self.size = size
         self.top = 0  # the next byte to hand out: below it, every byte was handed out once
+        self.populated = 0  # pages below this offset were faulted in ahead of the writes
         self.live = 0  # blocks not freed yet
         # Per page, the blocks that begin or end in it: a page inside a block is that
         # block's alone, so only the edge pages need a count to be given back.
@@ -175,6 +189,7 @@ class Pages:
         arena.top += size
         arena.live += 1
         arena.mark(block.offset, size, 1)
+        _populate(arena)
         return block
 
     def shrink(self, block: Block, used: int) -> None:
@@ -285,3 +300,16 @@ class Pages:
         if self._closing:
             self._closing = [arena for arena in self._closing if not self._close(arena)]
         return len(self._closing)
+
+
+def _populate(arena: Arena) -> None:
+    """Fault in the pages up to the arena's top in one call: a body written into fresh
+    pages would otherwise take one page fault per 4 KiB (most of what a fresh page costs).
+    Best effort: kernels before 5.14 fault them one by one, as before."""
+    end = min(arena.size, -(-arena.top // PAGE) * PAGE)
+    start = arena.populated
+    if end <= start:
+        return
+    with contextlib.suppress(OSError):
+        arena.mm.madvise(MADV_POPULATE_WRITE, start, end - start)
+    arena.populated = end
