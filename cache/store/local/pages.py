@@ -19,129 +19,74 @@ are read into, `LocalStore.buffer`) therefore live in anonymous mappings of thei
   when mmap fails), a block comes from the heap, counted in `heap_blocks`
   (`cache_memory_heap_items_total`): it is held and zeroed alike, but its pages may stay.
 
+Warm reuse (`warm` seconds, the memory backend's WARM_SECONDS): fresh pages cost a fault
+each (in a VM, ~2 µs per 4 KiB: 0.4 ms for a 1 MB upload), so the pages of a freed block,
+zeroed at once, are given back only after `warm` seconds, and an arena that empties is
+kept as a spare (at most SPARE_ARENAS) for the next blocks: under steady uploads the same
+warm pages go round. What waits is bounded (WARM_BYTES, then pages go back at once), holds
+only zeros, and is given back by `flush`, which the backend runs on a timer.
+
 Reads never copy and never see zeros: a stored block's read-only `view` is the base every
 read derives from through a PickleBuffer, so each read view (and any slice a transport
 keeps of it) holds an export on the base; `free` refuses (False) while one exists, and the
-backend retries at the next release or sweep. Runs on the event loop only.
+backend retries at the next release or sweep. Runs on the event loop only. The mappings
+themselves (`Arena`, `Block`, the kernel calls) are in `arena.py`; this is the policy.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import errno
 import mmap
-from array import array
+import time
+from collections import deque
 from collections.abc import Callable
 from pickle import PickleBuffer
 
 from ...wipe import zero
+from .arena import (
+    ARENA_BYTES,
+    DEDICATED_FROM,
+    MADV_DONTNEED_LOCKED,
+    MAX_MAPPINGS,
+    PAGE,
+    SPARE_ARENAS,
+    WARM_BYTES,
+    Arena,
+    Block,
+    mapping_budget,
+    memset,
+    munlock,
+    populate,
+)
 
-PAGE = mmap.PAGESIZE
-ARENA_BYTES = 4 * 1024 * 1024  # small blocks are packed in mappings of this size
-DEDICATED_FROM = ARENA_BYTES // 4  # a block this large gets a mapping of its own
-MAX_MAPPINGS = 32_768  # storage.max_mappings' default: half of vm.max_map_count's 65,530
-MADV_DONTNEED_LOCKED = 24  # Linux 5.18+: drop pages of a locked range, keep it locked
-MADV_POPULATE_WRITE = 23  # Linux 5.14+: fault a range in with one call, not one per page
-MAX_MAP_COUNT = "/proc/sys/vm/max_map_count"
-
-
-def _libc_call(name: str) -> Callable[..., int] | None:
-    path = ctypes.util.find_library("c")
-    try:
-        func: Callable[..., int] = getattr(ctypes.CDLL(path, use_errno=True), name)
-    except (OSError, AttributeError, TypeError):
-        return None
-    return func
-
-
-_munlock = _libc_call("munlock")
-_memset = ctypes.memset
-
-
-def mapping_budget(wanted: int, path: str = MAX_MAP_COUNT) -> int:
-    """`wanted`, but never more than half of vm.max_map_count (the interpreter, its
-    libraries, thread stacks and a munlock's splits need the rest)."""
-    try:
-        with open(path) as handle:
-            limit = int(handle.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return wanted
-    return max(0, min(wanted, limit // 2))
-
-
-class Arena:
-    """One anonymous mapping: many small blocks one after another, or one large block."""
-
-    __slots__ = (
-        "address",
-        "edges",
-        "live",
-        "mm",
-        "populated",
-        "sealed",
-        "size",
-        "splits",
-        "top",
-        "whole",
-    )
-
-    def __init__(self, size: int) -> None:
-        self.mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.whole = memoryview(self.mm)  # every view of a block is a slice of this one
-        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.mm))
-        self.size = size
-        self.top = 0  # the next byte to hand out: below it, every byte was handed out once
-        self.populated = 0  # pages below this offset were faulted in ahead of the writes
-        self.live = 0  # blocks not freed yet
-        # Per page, the blocks that begin or end in it: a page inside a block is that
-        # block's alone, so only the edge pages need a count to be given back.
-        self.edges = array("H", bytes(2 * (-(-size // PAGE))))
-        self.sealed = False  # no block is handed out of it any more
-        self.splits = 0  # mappings a munlock split off (counted in the budget)
-        if hasattr(mmap, "MADV_NOHUGEPAGE"):  # a huge page would pin 2 MiB per arena edge
-            self.mm.madvise(mmap.MADV_NOHUGEPAGE)
-
-    def mark(self, offset: int, size: int, step: int) -> tuple[int, int]:
-        """Count (step 1) or uncount (-1) a block on its edge pages; its first and last."""
-        first, last = offset // PAGE, (offset + size - 1) // PAGE
-        self.edges[first] += step
-        if last != first:
-            self.edges[last] += step
-        return first, last
-
-    def finished(self, page: int) -> bool:
-        """Nothing will be written to `page` again: it is below the top, or sealed."""
-        return self.sealed or (page + 1) * PAGE <= self.top
-
-
-class Block:
-    """Room for one item's bytes: in an arena at `offset`, or (past the budget) `heap`."""
-
-    __slots__ = ("arena", "heap", "offset", "size", "used", "view")
-
-    def __init__(self, arena: Arena | None, offset: int, size: int) -> None:
-        self.arena = arena
-        self.offset = offset
-        self.size = size  # room handed out (a multipart body may use less)
-        self.used = 0  # bytes written: what is zeroed, and what a stored item holds
-        self.heap = bytearray(size) if arena is None else None
-        self.view: memoryview | None = None  # read-only base of every read (once stored)
-
-    def writable(self) -> memoryview:
-        """The whole room, to write the body into (a slice of the arena's view)."""
-        if self.arena is None:
-            assert self.heap is not None
-            return memoryview(self.heap)
-        return self.arena.whole[self.offset : self.offset + self.size]
+__all__ = [
+    "ARENA_BYTES",
+    "DEDICATED_FROM",
+    "MAX_MAPPINGS",
+    "PAGE",
+    "SPARE_ARENAS",
+    "WARM_BYTES",
+    "Block",
+    "Pages",
+    "mapping_budget",
+]
 
 
 class Pages:
     """Hands out blocks and takes them back; counts what it holds for the metrics."""
 
-    def __init__(self, max_mappings: int = MAX_MAPPINGS) -> None:
+    def __init__(
+        self,
+        max_mappings: int = MAX_MAPPINGS,
+        warm: float = 0.0,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_mappings = max_mappings
+        self.warm = warm  # seconds freed pages stay for reuse (0: given back at once)
+        self._now = now
+        self._later: deque[tuple[float, Arena, int, int, int]] = deque()  # to give back
+        self._warm_bytes = 0  # in `_later`
+        self._spares: deque[Arena] = deque()  # emptied arenas kept warm, oldest first
         self._arena: Arena | None = None  # the arena small blocks are packed into now
         self._closing: list[Arena] = []  # emptied, a stray view still holds the mapping
         self.arenas = 0  # mappings open now (dedicated ones included), + munlock splits
@@ -162,10 +107,32 @@ class Pages:
         if arena is None or arena.size - arena.top < size:
             if arena is not None:
                 self._seal(arena)
-            arena = self._arena = self._open(ARENA_BYTES)
+            arena = self._arena = self._spare() or self._open(ARENA_BYTES)
             if arena is None:
                 return self._heap(size)
         return self._carve(arena, size)
+
+    def _spare(self) -> Arena | None:
+        """The warmest spare, started over (its pages are still there, zeroed)."""
+        if not self._spares:
+            return None
+        arena = self._spares.pop()
+        self._restart(arena)
+        return arena
+
+    def _next_generation(self, arena: Arena) -> None:
+        """Give-backs still pending for the arena are void (it starts over, or goes)."""
+        arena.generation += 1
+        self._warm_bytes -= arena.later
+        arena.later = 0
+
+    def _restart(self, arena: Arena) -> None:
+        """An empty arena hands out blocks from its start again; pages faulted in again
+        where they went."""
+        self._next_generation(arena)
+        arena.top = 0
+        arena.populated = 0
+        arena.sealed = False
 
     def _open(self, size: int) -> Arena | None:
         if self.arenas >= self.max_mappings:
@@ -189,7 +156,7 @@ class Pages:
         arena.top += size
         arena.live += 1
         arena.mark(block.offset, size, 1)
-        _populate(arena)
+        populate(arena)
         return block
 
     def shrink(self, block: Block, used: int) -> None:
@@ -239,18 +206,61 @@ class Pages:
                 block.heap = None
             return True
         if block.used:
-            _memset(arena.address + block.offset, 0, min(block.used, block.size))
+            memset(arena.address + block.offset, 0, min(block.used, block.size))
         block.used = 0
         block.arena = None
         arena.live -= 1
         first, last = arena.mark(block.offset, block.size, -1)
         if arena.live == 0:
-            self._unmap(arena)
+            self._emptied(arena)
             return True
         lo = first if not arena.edges[first] and arena.finished(first) else first + 1
         hi = last + 1 if not arena.edges[last] and arena.finished(last) else last
-        self._give_back(arena, lo, hi)
+        self._give_back_later(arena, lo, hi)
         return True
+
+    def _emptied(self, arena: Arena) -> None:
+        """A spare (the next blocks reuse its pages; `flush` unmaps it when it stays
+        unused `warm` seconds), or unmapped now."""
+        if self.warm > 0 and arena.size == ARENA_BYTES and len(self._spares) < SPARE_ARENAS:
+            if arena is self._arena:
+                self._arena = None
+            self._next_generation(arena)  # pending give-backs: all of it goes, or is reused
+            arena.sealed = True
+            arena.emptied = self._now()
+            self._spares.append(arena)
+            return
+        self._unmap(arena)
+
+    def _give_back_later(self, arena: Arena, lo: int, hi: int) -> None:
+        size = (hi - lo) * PAGE
+        if hi <= lo:
+            return
+        if self.warm <= 0 or self._warm_bytes + size > WARM_BYTES:
+            self._give_back(arena, lo, hi)
+            return
+        self._later.append((self._now(), arena, arena.generation, lo, hi))
+        self._warm_bytes += size
+        arena.later += size
+
+    def flush(self, everything: bool = False) -> float | None:
+        """Give back the pages and spares that stayed warm `warm` seconds (all of them with
+        `everything`); -> seconds until the next is due, None when nothing waits."""
+        now = self._now()
+        due = now if everything else now - self.warm
+        later = self._later
+        while later and later[0][0] <= due:
+            _, arena, generation, lo, hi = later.popleft()
+            if arena.generation == generation:  # else void, and uncounted already
+                arena.later -= (hi - lo) * PAGE
+                self._warm_bytes -= (hi - lo) * PAGE
+                self._give_back(arena, lo, hi)
+        while self._spares and self._spares[0].emptied <= due:
+            self._unmap(self._spares.popleft())
+        starts = [later[0][0]] if later else []
+        starts += [self._spares[0].emptied] if self._spares else []
+        next_at = min(starts, default=None)
+        return None if next_at is None else max(0.0, next_at + self.warm - now)
 
     def _seal(self, arena: Arena) -> None:
         """No more blocks from this arena: its top page, if no block holds it, goes too."""
@@ -272,7 +282,7 @@ class Pages:
             try:
                 arena.mm.madvise(mmap.MADV_DONTNEED, start, length)
             except OSError:  # locked: unlock the range first (splits the mapping)
-                if _munlock is None or _munlock(arena.address + start, length) != 0:
+                if munlock is None or munlock(arena.address + start, length) != 0:
                     return
                 arena.splits += 2
                 self.arenas += 2
@@ -281,6 +291,7 @@ class Pages:
 
     def _unmap(self, arena: Arena) -> None:
         arena.sealed = True
+        self._next_generation(arena)
         if arena is self._arena:
             self._arena = None
         if not self._close(arena):
@@ -300,16 +311,3 @@ class Pages:
         if self._closing:
             self._closing = [arena for arena in self._closing if not self._close(arena)]
         return len(self._closing)
-
-
-def _populate(arena: Arena) -> None:
-    """Fault in the pages up to the arena's top in one call: a body written into fresh
-    pages would otherwise take one page fault per 4 KiB (most of what a fresh page costs).
-    Best effort: kernels before 5.14 fault them one by one, as before."""
-    end = min(arena.size, -(-arena.top // PAGE) * PAGE)
-    start = arena.populated
-    if end <= start:
-        return
-    with contextlib.suppress(OSError):
-        arena.mm.madvise(MADV_POPULATE_WRITE, start, end - start)
-    arena.populated = end
