@@ -24,6 +24,7 @@ MiB = 1024 * 1024
 LOCK_MARGIN = 256 * MiB
 DISK_WRITE_BOUND = MiB
 MMAP_THRESHOLD = MiB  # allocations this large get their own mapping (see lock_memory)
+TRIM_THRESHOLD = 16 * MiB  # free heap top kept for requests' transient buffers (sysfacts)
 SHM = "/dev/shm"  # noqa: S108 - the usual tmpfs; a folder there is verified before use
 CHECKS = (
     "storage_is_ram",
@@ -127,6 +128,7 @@ class Guarantees:
         # Locked pages cannot be madvised away: large buffers (decodes, big items) must be
         # mappings of their own, so that freeing them gives the pages back (munmap).
         sysfacts.pin_mmap_threshold(MMAP_THRESHOLD)
+        sysfacts.pin_trim_threshold(TRIM_THRESHOLD)
         flags = sysfacts.MCL_CURRENT | sysfacts.MCL_FUTURE
         done = "MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT"
         try:
