@@ -24,7 +24,7 @@ MiB = 1024 * 1024
 LOCK_MARGIN = 256 * MiB
 DISK_WRITE_BOUND = MiB
 MMAP_THRESHOLD = MiB  # allocations this large get their own mapping (see lock_memory)
-TRIM_THRESHOLD = 16 * MiB  # free heap top kept for requests' transient buffers (sysfacts)
+TRIM_THRESHOLD = 4 * MiB  # free heap top kept for requests' transient buffers (sysfacts)
 SHM = "/dev/shm"  # noqa: S108 - the usual tmpfs; a folder there is verified before use
 CHECKS = (
     "storage_is_ram",
