@@ -46,6 +46,8 @@ def pack(commands: Sequence[Sequence[Any]]) -> list[bytes | memoryview]:
                 value: bytes | memoryview = arg.encode()
             elif isinstance(arg, int):
                 value = b"%d" % arg
+            elif isinstance(arg, float):
+                value = repr(arg).encode()  # as redis-py encodes a float
             elif isinstance(arg, bytes | memoryview):
                 value = arg
             else:

@@ -118,6 +118,12 @@ def test_tls_is_left_to_redis_py() -> None:
     assert wire_for(aioredis.Redis.from_url("rediss://127.0.0.1:1/0")) is None
 
 
+def test_arguments_are_encoded_as_redis_py_encodes_them() -> None:
+    packed = b"".join(bytes(p) for p in pack([["X", "é", 7, 0.25, bytearray(b"ab")]]))
+    head = b"*5\r\n$1\r\nX\r\n$2\r\n\xc3\xa9\r\n$1\r\n7\r\n"
+    assert packed == head + b"$4\r\n0.25\r\n$2\r\nab\r\n"
+
+
 def test_large_arguments_are_not_copied_into_the_packet() -> None:
     big = memoryview(bytes(100_000))
     parts = pack([["SET", "k", big, "PX", 5]])
