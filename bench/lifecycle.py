@@ -14,6 +14,7 @@ import asyncio
 import json
 import resource
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class Load:
     server_cpu: float  # cores of CPU the server (and its Redis) used while wrk ran
     p50_ms: float
     p99_ms: float
+    cycles: int = 0  # completed in the measured run
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -90,12 +92,22 @@ def wrk(
 
 
 def measure(
-    system: str, body_name: str, url: str, servers: list[Proc], body: Path, ctx: Ctx, query: str
+    system: str,
+    body_name: str,
+    url: str,
+    servers: list[Proc],
+    body: Path,
+    ctx: Ctx,
+    query: str,
+    before_run: Callable[[], object] = lambda: None,
 ) -> Load:
+    """Warm up, then one measured wrk run; `before_run` is called just before it (after the
+    warm-ups: e.g. to reset counters that must cover exactly the measured run)."""
     sizes = ctx.sizes
     asyncio.run(warm_up(url, body.read_bytes(), query))
     if sizes.lifecycle_warmup > 0:
         wrk(url, body, sizes.lifecycle_warmup, sizes.concurrency, query)  # warm-up, discarded
+    before_run()
     cpu_before = sum(p.cpu() for p in servers)
     summary = wrk(url, body, sizes.lifecycle_seconds, sizes.concurrency, query)
     cpu_after = sum(p.cpu() for p in servers)
@@ -109,6 +121,7 @@ def measure(
         server_cpu=(cpu_after - cpu_before) / seconds,
         p50_ms=summary["latency_p50_us"] / 1000,
         p99_ms=summary["latency_p99_us"] / 1000,
+        cycles=int(summary["cycles"]),
     )
 
 

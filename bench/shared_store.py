@@ -11,7 +11,6 @@ Redis counts a script's inner calls as commands, and an EVALSHA's usec includes 
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import redis
 
 from .context import Ctx
 from .images import noise_png
-from .lifecycle import Load, warm_up, wrk
+from .lifecycle import Load, measure
 from .procs import SERVER_CPU, Proc, Procs, start_bare, start_redis, start_service
 from .stats import Section, at_least, at_most, fmt, ratio
 
@@ -52,33 +51,18 @@ def loaded(
     run (warm-ups excluded), per lifecycle completed."""
     client = redis.Redis(port=redis_port)
     try:
-        asyncio.run(warm_up(url, body.read_bytes(), query))
-        if ctx.sizes.lifecycle_warmup > 0:
-            wrk(url, body, ctx.sizes.lifecycle_warmup, ctx.sizes.concurrency, query)
-        client.config_resetstat()
-        cpu_before = sum(p.cpu() for p in servers)
-        summary = wrk(url, body, ctx.sizes.lifecycle_seconds, ctx.sizes.concurrency, query)
-        cpu_after = sum(p.cpu() for p in servers)
+        load = measure(
+            system, "png100k", url, servers, body, ctx, query, before_run=client.config_resetstat
+        )
         stats = _commandstats(client)
     finally:
         client.close()
-    seconds = summary["duration_us"] / 1e6
-    cycles = max(1.0, summary["cycles"])
+    cycles = max(1, load.cycles)
     per = {
         name: (calls / cycles, usec / cycles)
         for name, (calls, usec) in stats.items()
         if name not in IGNORED
     }
-    load = Load(
-        system=system,
-        body="png100k",
-        cycles_per_s=summary["cycles"] / seconds,
-        errors=int(summary["errors"] + summary["socket_errors"]),
-        wrk_cpu=summary["wrk_cpu_s"] / seconds,
-        server_cpu=(cpu_after - cpu_before) / seconds,
-        p50_ms=summary["latency_p50_us"] / 1000,
-        p99_ms=summary["latency_p99_us"] / 1000,
-    )
     cost = CommandCost(
         sum(c for c, _ in per.values()), sum(u for _, u in per.values()), dict(sorted(per.items()))
     )

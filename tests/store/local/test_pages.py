@@ -11,20 +11,12 @@ from cache.store.local.pages import (
     ARENA_BYTES,
     DEDICATED_FROM,
     PAGE,
-    Block,
     Pages,
     mapping_budget,
 )
+from tests.support.pages import filled
 
 KB = 1000
-
-
-def filled(pages: Pages, size: int, byte: int = 0x5A) -> Block:
-    block = pages.take(size)
-    with block.writable() as room:
-        room[:size] = bytes([byte]) * size
-    block.used = size
-    return block
 
 
 def test_small_blocks_share_an_arena_and_it_is_unmapped_when_the_last_goes() -> None:

@@ -5,7 +5,8 @@ Time is the injected `now`."""
 
 from __future__ import annotations
 
-from cache.store.local.pages import ARENA_BYTES, PAGE, SPARE_ARENAS, WARM_BYTES, Block, Pages
+from cache.store.local.pages import ARENA_BYTES, PAGE, SPARE_ARENAS, WARM_BYTES, Pages
+from tests.support.pages import filled
 
 KB = 1000
 
@@ -16,14 +17,6 @@ class Now:
 
     def __call__(self) -> float:
         return self.t
-
-
-def filled(pages: Pages, size: int, byte: int = 0x5A) -> Block:
-    block = pages.take(size)
-    with block.writable() as room:
-        room[:size] = bytes([byte]) * size
-    block.used = size
-    return block
 
 
 def test_freed_pages_are_zeroed_at_once_and_given_back_after_warm() -> None:
