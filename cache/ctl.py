@@ -89,8 +89,19 @@ async def run(args: argparse.Namespace, ops_url: str, token: str | None) -> int:
     return 0
 
 
+def glued_ids(argv: Sequence[str]) -> list[str]:
+    """`--id X` as `--id=X`: an id may begin with "-" (URL-safe base64), which argparse would
+    otherwise take for an option and refuse ("expected one argument")."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        value = next(args, None) if arg == "--id" else None
+        out.append(arg if value is None else f"--id={value}")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(glued_ids(sys.argv[1:] if argv is None else argv))
     env = dict(os.environ)
     try:
         ops_url = args.ops_url or default_ops_url(env)

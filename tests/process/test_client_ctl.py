@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from cache.client import CacheClient, OpsClient, ProblemError
-from cache.ctl import default_ops_url
+from cache.ctl import default_ops_url, glued_ids
 from tests.support import ROOT, images
 from tests.support.serverproc import TOKEN, ServerProcess
 
@@ -97,6 +97,16 @@ def test_ctl_items_purge_guarantees_stats(module_server: ServerProcess) -> None:
     stats = ctl(module_server, "stats")
     assert stats.returncode == 0
     assert "items held" in stats.stdout and "purged" in stats.stdout and "admin=" in stats.stdout
+
+
+def test_an_id_that_begins_with_a_dash_is_an_id_not_an_option(
+    module_server: ServerProcess,
+) -> None:
+    dashed = "-" + "A" * 21  # URL-safe base64: one id in 64 begins with "-"
+    purge = ctl(module_server, "purge", "--id", dashed)
+    assert purge.returncode == 0, purge.stderr
+    assert f"not found {dashed}" in purge.stdout.splitlines()
+    assert glued_ids(["purge", "--id", "-x", "--id", "y"]) == ["purge", "--id=-x", "--id=y"]
 
 
 def test_ctl_api_errors_exit_1_with_one_line(module_server: ServerProcess) -> None:
