@@ -22,6 +22,7 @@ from cache.errors import StartupRefused
 from cache.http.server import GuardedRunner
 from cache.proof.guarantees import format_failure
 from cache.runtime import Runtime
+from cache.untracked import freeze_startup
 
 log = logging.getLogger("query-cache")
 DEFAULT_CONFIG = Path(__file__).with_name("config.toml")
@@ -49,6 +50,7 @@ async def serve(rt: Runtime) -> None:
     rt.metrics.watch_connections(lambda: public.open_connections)
     await public.setup()  # start-up purge and checks run here, before anything listens
     await ops.setup()
+    freeze_startup()  # what lives as long as the process leaves the collector's walk
     log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from cache.app import build_runtime
 from cache.config import build_config
 from cache.item import ImageFacts
+from cache.untracked import freeze_startup
 
 from . import http_client
 from .context import Ctx
@@ -92,6 +93,7 @@ async def _service_run(backend: str, items: int, ctx: Ctx, procs: Procs, redis_u
         rt = build_runtime(config, registry=CollectorRegistry(), audit_stream=audit)
         store, clock = rt.store, rt.clock
         await store.start()
+        freeze_startup()  # as server.py does once start-up is over
         try:
             started = clock.monotonic()
             for i in range(min(CALIBRATE, items)):

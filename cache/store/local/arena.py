@@ -14,6 +14,8 @@ import mmap
 from array import array
 from collections.abc import Callable
 
+from ...untracked import untrack
+
 PAGE = mmap.PAGESIZE
 ARENA_BYTES = 4 * 1024 * 1024  # small blocks are packed in mappings of this size
 DEDICATED_FROM = ARENA_BYTES // 4  # a block this large gets a mapping of its own
@@ -112,6 +114,9 @@ class Block:
         self.used = 0  # bytes written: what is zeroed, and what a stored item holds
         self.heap = bytearray(size) if arena is None else None
         self.view: memoryview | None = None  # read-only base of every read (once stored)
+        # Nothing a block points to (its arena, its bytes, their views) ever points back to
+        # a block: it cannot be in a cycle, so the collector need not walk it (untracked.py).
+        untrack(self)
 
     def writable(self) -> memoryview:
         """The whole room, to write the body into (a slice of the arena's view)."""

@@ -15,6 +15,7 @@ from ...errors import CacheFull, NotFound, ServiceUnavailable
 from ...item import ImageFacts, Item, is_valid_id, new_item
 from ...proof.audit import AuditLog
 from ...proof.metrics import Metrics
+from ...untracked import untrack
 from ..api import Buffer, Capacity, ItemStore, Job, Receipt
 from ..deadlines import DeadlineHeap
 from ..records import ReleaseRecorder, gone
@@ -108,6 +109,7 @@ class LocalStore(ItemStore):
             self._backend.abandon(data)  # handed over and refused: nothing of it stays
             raise
         item = new_item(self._clock, facts, ttl, max_reads, source, source_host)
+        untrack(item)  # held for its TTL: kept out of the collector's walk (untracked.py)
         self._pending.add(item.id)
         try:
             await self._backend.put(item.id, data)
