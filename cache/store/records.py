@@ -59,7 +59,7 @@ class ReleaseRecorder:
                 released, lags_ms, strict=True
             )
         ]
-        self._audit.emit_many(
+        self._audit.emit_rows(
             "purged",
             [
                 {
