@@ -1,8 +1,8 @@
 """What makes items go on time: one exact timer, and a scheduled sweep as the backstop.
 
-The timer is a single `loop.call_later` handle armed for the earliest deadline in the
-store's heap, re-armed after each insert that moves it and after each purge. A timer per
-item would cost a handle per item and make shutdown and purge bookkeeping harder.
+The timer is a single `loop.call_later` handle armed for the earliest deadline the store
+holds (`deadlines.py`), re-armed after each insert that moves it and after each purge. A
+timer per item would cost a handle per item and make shutdown and purge bookkeeping harder.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A full cache's Retry-After: the deadline by which the items due first free room for one
-more body (LocalStore.room_at over DeadlineHeap.in_order), and the bound on that walk."""
+more body (LocalStore.room_at over Deadlines.in_order), and the bound on that walk."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from cache.store.deadlines import DeadlineHeap
+from cache.store.deadlines import Deadlines
 from cache.store.local import store as local_store
 from tests.support import images
 from tests.support.service import ServiceFactory, make_config
@@ -15,7 +15,7 @@ from tests.support.service import ServiceFactory, make_config
 
 def test_in_order_walks_live_entries_earliest_first_without_popping() -> None:
     live = {f"id{n}": float(n) for n in range(200)}
-    heap = DeadlineHeap(live, lambda deadline: deadline)
+    heap = Deadlines(live, lambda deadline: deadline)
     shuffled = list(live.items())
     random.Random(7).shuffle(shuffled)
     for item_id, deadline in shuffled:

@@ -1,7 +1,7 @@
 """The local store: an index of held items in this process, bytes in a backend it owns.
 
 The store decides *when* bytes go; the backend (memory or tmpfs) holds and destroys them.
-Deadlines sit in one heap (`store.deadlines`), so finding what expired costs what expired.
+Deadlines sit in one index (`store.deadlines`), so finding what expired costs what expired.
 An item leaves the index before its bytes are destroyed, so nothing can be served while a
 release is under way.
 """
@@ -17,7 +17,7 @@ from ...proof.audit import AuditLog
 from ...proof.metrics import Metrics
 from ...untracked import untrack
 from ..api import Buffer, Capacity, ItemStore, Job, Receipt
-from ..deadlines import DeadlineHeap
+from ..deadlines import Deadlines
 from ..records import ReleaseRecorder, gone
 from .backend import Backend
 
@@ -46,7 +46,7 @@ class LocalStore(ItemStore):
         self._capacity = capacity
         self._recorder = ReleaseRecorder(clock, metrics, audit, grace)
         self._items: dict[str, Item] = {}  # insertion order == creation order: oldest first
-        self._deadlines = DeadlineHeap(self._items, _deadline)
+        self._deadlines = Deadlines(self._items, _deadline)
         self._bytes = 0
         self._reserved_bytes = 0
         self._reserved_items = 0

@@ -1,8 +1,8 @@
-"""The items this node stored in the shared store, on its own monotonic clock: the heap
-its exact timer is armed from, and the runs of due batches a purge takes from it.
+"""The items this node stored in the shared store, on its own monotonic clock: the
+deadlines its exact timer is armed from, and the runs of due batches a purge takes.
 
-The heap is the one every store uses (`store.deadlines`); what is particular here is the
-run: a purge takes batch after batch while more fall due, for a bounded time, and puts
+The deadlines are those every store keeps (`store.deadlines`); what is particular here is
+the run: a purge takes batch after batch while more fall due, for a bounded time, and puts
 back what a failed purge did not take.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from ...clock import Clock
-from ..deadlines import DeadlineHeap, Entry
+from ..deadlines import Deadlines, Entry
 
 # An item this node stored: (created, deadline) on this node's monotonic clock.
 Mine: TypeAlias = tuple[float, float]
@@ -24,7 +24,7 @@ def _deadline(mine: Mine) -> float:
 class OwnItems:
     def __init__(self) -> None:
         self.times: dict[str, Mine] = {}  # insertion order == creation order
-        self.deadlines = DeadlineHeap(self.times, _deadline)
+        self.deadlines = Deadlines(self.times, _deadline)
 
     def add(self, item_id: str, created: float, deadline: float) -> None:
         self.times[item_id] = (created, deadline)
@@ -42,7 +42,7 @@ class OwnItems:
 
 
 class DueRun:
-    """One purge's view of the heap: `next()` pops the ids due by now (at most `batch`),
+    """One purge's view of the deadlines: `next()` pops the ids due by now (at most `batch`),
     again and again while more fall due, for `seconds`; `restore()` puts back the entries
     of items that a failed purge did not take."""
 
