@@ -201,6 +201,7 @@ class Wire:
         kw = self._kwargs
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
+
                 def make() -> _Line:
                     return _Line(self._timeout)
 
