@@ -82,3 +82,33 @@ def test_restore_puts_back_only_live_entries() -> None:
     del live["b"]
     deadlines.restore(popped)
     assert deadlines.pop_due(5.0) == [(1.0, "a")]
+
+
+class CountingLive(dict[str, float]):
+    """The owner's index, counting lookups: what a pop looks at."""
+
+    lookups = 0
+
+    def __contains__(self, key: object) -> bool:
+        self.lookups += 1
+        return super().__contains__(key)
+
+
+def test_a_purge_looks_at_what_expired_not_at_what_is_held() -> None:
+    live = CountingLive()
+    deadlines = Deadlines(live, lambda d: d)
+    for n in range(50_000):  # one far slot, as a manual clock (or a burst) makes it
+        live[f"far{n}"] = 1000.0
+        deadlines.push(1000.0, f"far{n}")
+    assert deadlines.earliest() == 1000.0  # the far slot is heapified here, once
+    for round_ in range(5):
+        for n in range(100):
+            live[f"due{round_}.{n}"] = 10.0 + round_
+            deadlines.push(10.0 + round_, f"due{round_}.{n}")
+        live.lookups = 0
+        due = deadlines.pop_due(10.5 + round_)
+        assert len(due) == 100
+        for _, item_id in due:
+            del live[item_id]
+        assert deadlines.earliest() == 1000.0
+        assert live.lookups < 300, f"a purge of 100 looked at {live.lookups} entries"
