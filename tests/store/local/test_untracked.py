@@ -12,11 +12,14 @@ import gc
 import io
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from cache.app import build_runtime
 from cache.clock import ManualClock
+from cache.config import build_config
 from cache.item import ImageFacts
 from cache.proof.audit import AuditLog
 from cache.proof.metrics import Metrics
@@ -113,3 +116,33 @@ def test_freeze_startup_collects_first_so_no_garbage_is_frozen() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()  # the test process goes on collecting as before
+
+
+async def test_lists_a_reload_replaces_are_freed_after_the_startup_freeze(tmp_path: Path) -> None:
+    """Frozen objects are never collected as cycles: what start-up loaded must still go
+    by its refcount when a reload (SIGHUP) replaces it, or every reload would leak it."""
+    (tmp_path / "sha.txt").write_text("".join(f"{i:064x}\n" for i in range(1000)))
+    (tmp_path / "pdq.txt").write_text("".join(f"{i:064x}\n" for i in range(1, 1000)))
+    config = build_config(
+        {
+            "blocklist": {
+                "sha256_files": [str(tmp_path / "sha.txt")],
+                "pdq_files": [str(tmp_path / "pdq.txt")],
+            }
+        },
+        env={},
+    )
+    rt = build_runtime(config, registry=CollectorRegistry(), audit_stream=io.StringIO())
+    await rt.store.start()
+    await rt.lists.start()
+    try:
+        freeze_startup()
+        loaded = rt.blocklist._loaded
+        replaced = [weakref.ref(loaded.pdq), *(weakref.ref(s) for s in loaded.exact.values())]
+        del loaded
+        await rt.lists.reload()
+        assert [ref() for ref in replaced] == [None] * len(replaced)
+    finally:
+        gc.unfreeze()
+        await rt.store.close()
+        rt.lists.close()
