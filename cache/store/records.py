@@ -8,6 +8,7 @@ else, so the proof an operator shows a hosting provider reads the same on every 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeAlias
 
 from ..clock import Clock, wall_of
@@ -43,20 +44,27 @@ class ReleaseRecorder:
         self._audit = audit
         self._grace = grace
 
-    def record(self, released: list[Gone], at: float | None = None) -> list[Receipt]:
+    def record(
+        self, released: list[Gone], at: float | Sequence[float] | None = None
+    ) -> list[Receipt]:
         """Metrics, audit lines and receipts for items released by `at` (on the monotonic
-        clock; default now), in one go: one audit write, a list per figure."""
+        clock; default now; or one time per item, when each item's bytes went), in one
+        go: one audit write, a list per figure."""
         if not released:
             return []
-        now = self._clock.monotonic() if at is None else at
-        purged_at = round(wall_of(self._clock, now), 6)
-        lags = [now - g[5] for g in released]
-        residencies = [now - g[4] for g in released]
+        clock = self._clock
+        if at is None or isinstance(at, float | int):
+            times: Sequence[float] = [clock.monotonic() if at is None else at] * len(released)
+        else:
+            times = at
+        to_wall = clock.wall() - clock.monotonic()
+        lags = [t - g[5] for t, g in zip(times, released, strict=True)]
+        residencies = [t - g[4] for t, g in zip(times, released, strict=True)]
         lags_ms = [round(lag * 1000, 3) for lag in lags]
         receipts = [
-            Receipt(i, sha, size, round(created_wall, 6), purged_at, why, lag_ms)
-            for (i, sha, size, created_wall, _, _, why), lag_ms in zip(
-                released, lags_ms, strict=True
+            Receipt(i, sha, size, round(created_wall, 6), round(t + to_wall, 6), why, lag_ms)
+            for (i, sha, size, created_wall, _, _, why), t, lag_ms in zip(
+                released, times, lags_ms, strict=True
             )
         ]
         self._audit.emit_rows(

@@ -63,3 +63,26 @@ def test_emit_rows_writes_the_lines_emit_many_writes() -> None:
     lines = [json.loads(line) for line in fast.getvalue().splitlines()]
     assert [line["event"] for line in lines] == ["purged"] * 5
     assert list(lines[0])[:2] == ["ts", "event"]
+
+
+def test_record_takes_one_release_time_per_item() -> None:
+    from prometheus_client import CollectorRegistry as Registry
+
+    from cache.proof.metrics import Metrics
+    from cache.store.records import ReleaseRecorder
+
+    clock = ManualClock()
+    out = io.StringIO()
+    recorder = ReleaseRecorder(clock, Metrics(Registry()), AuditLog(clock, out), grace=1.0)
+    now = clock.monotonic()
+    released = [(f"id{n}", "ab" * 32, 10, 1.0, now - 5, now - 0.010, "ttl") for n in range(3)]
+    receipts = recorder.record(released, [now - 0.008, now - 0.004, now + 2.0])
+    assert [r.lag_ms for r in receipts] == [2.0, 6.0, 2010.0]
+    assert [r.purged_at for r in receipts] == [
+        round(clock.wall() - 0.008, 6),
+        round(clock.wall() - 0.004, 6),
+        round(clock.wall() + 2.0, 6),
+    ]
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["lag_ms"] for line in lines] == [2.0, 6.0, 2010.0]
+    assert recorder.record(released[:1])[0].lag_ms == 10.0  # no times: now, for all

@@ -7,6 +7,7 @@ backend that turns an id into a path or key checks again: it is the last line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from ..api import Buffer
@@ -49,6 +50,12 @@ class Backend(Protocol):
     async def delete_many(self, item_ids: list[str]) -> int:
         """`delete` for a batch (an expiry purge): one thread hop or round trip, not one
         per item; returns how many were held."""
+        ...
+
+    async def delete_timed(self, item_ids: list[str], now: Callable[[], float]) -> list[float]:
+        """`delete_many`, and for each item the time (`now()`, read just after) its bytes
+        were gone: where a batch is destroyed one item after another (files), each item's
+        own release time, not the batch's end."""
         ...
 
     async def purge_all(self) -> int:

@@ -236,10 +236,17 @@ class LocalStore(ItemStore):
         return (await self._release([item], reason))[0]
 
     async def purge_expired(self) -> list[Receipt]:
+        """Everything due, in one backend call; each item's lag is taken when its own
+        bytes went (a batch of files takes 20 us a file: its end is not every item's)."""
         self._backend.settle()
         due = self._deadlines.pop_due(self._clock.monotonic())
-        items = self._items
-        return await self._release([items[item_id] for _, item_id in due], "ttl")
+        items = [self._items[item_id] for _, item_id in due]
+        if not items:
+            return []
+        self._unindex(items)
+        ids = [item.id for item in items]
+        times = await self._backend.delete_timed(ids, self._clock.monotonic)
+        return self._recorder.record([gone(item, "ttl") for item in items], times)
 
     async def purge_sha256(self, sha256: str, reason: str = "admin") -> list[Receipt]:
         ids = [item.id for item in await self.list_items(sha256.lower())]

@@ -22,6 +22,7 @@ import errno
 import fcntl
 import os
 import stat
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -202,6 +203,15 @@ def _destroy_many(dir_fd: int, names: list[str]) -> int:
     return sum(_destroy(dir_fd, name) for name in names)
 
 
+def _destroy_timed(dir_fd: int, names: list[str], now: Callable[[], float]) -> list[float]:
+    """Each file destroyed, then the time read: when that item's bytes were gone."""
+    times = []
+    for name in names:
+        _destroy(dir_fd, name)
+        times.append(now())
+    return times
+
+
 def _own_tmpdir(folder: Path) -> str | None:
     """The name of the service's TMPDIR when it is a folder right in `folder` (where
     guarantees.point_tmpdir puts it on the tmpfs backend), else None."""
@@ -275,6 +285,7 @@ _store_async = aiofiles.os.wrap(_store)
 _load_async = aiofiles.os.wrap(_load)
 _destroy_async = aiofiles.os.wrap(_destroy)
 _destroy_many_async = aiofiles.os.wrap(_destroy_many)
+_destroy_timed_async = aiofiles.os.wrap(_destroy_timed)
 _purge_async = aiofiles.os.wrap(_purge)
 _ids_async = aiofiles.os.wrap(_ids)
 _names_async = aiofiles.os.wrap(_names)
@@ -346,6 +357,14 @@ class TmpfsBackend:
     async def delete_many(self, item_ids: list[str]) -> int:
         names = [_name(item_id) for item_id in item_ids]
         result: int = await _destroy_many_async(self._fd(), names, executor=self._purges)
+        return result
+
+    async def delete_timed(self, item_ids: list[str], now: Callable[[], float]) -> list[float]:
+        """A batch of files takes about 20 us each: each item's own time, not the end's."""
+        names = [_name(item_id) for item_id in item_ids]
+        result: list[float] = await _destroy_timed_async(
+            self._fd(), names, now, executor=self._purges
+        )
         return result
 
     async def purge_all(self) -> int:

@@ -279,3 +279,18 @@ async def test_folder_swapped_for_symlink_does_not_redirect_writes(
     await backend.put(item_id, b"data")
     assert (moved / item_id).exists()
     assert os.listdir(elsewhere) == []
+
+
+async def test_delete_timed_reads_the_time_after_each_file(backend: TmpfsBackend) -> None:
+    """An expiry purge's lag is taken when each file went, not when the batch ended."""
+    ids = [new_id() for _ in range(3)]
+    for item_id in ids:
+        await backend.put(item_id, b"bytes" * 100)
+    seen: list[list[str]] = []
+
+    def now() -> float:  # called right after each file: what is left tells which one
+        seen.append(sorted(os.listdir(backend.path)))
+        return float(len(seen))
+
+    assert await backend.delete_timed([*ids, new_id()], now) == [1.0, 2.0, 3.0, 4.0]
+    assert seen == [sorted(ids[1:]), sorted(ids[2:]), [], []]
