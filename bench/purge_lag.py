@@ -127,6 +127,9 @@ async def _service_run(backend: str, items: int, ctx: Ctx, procs: Procs, redis_u
             rt.timer.stop()
             await rt.timer.drain()
             await store.close()
+            # As server.py does at exit: the writer thread writes every 10 ms, so the
+            # last batch's lines may still be queued when the store is empty.
+            await asyncio.get_running_loop().run_in_executor(None, rt.audit.close)
     run.lags_ms = _audit_lags(audit_path.read_text().splitlines())
     run.released = len(run.lags_ms)
     run.complete = left == 0 and run.released == items and written == items
