@@ -70,7 +70,7 @@ def test_killed_node_s_items_are_purged_by_the_survivor(
     a, b = nodes.start(), nodes.start()
     ids = {a.upload(images.png(), f"?ttl={ttl}")["id"] for ttl in (1, 1, 2, 2, 2)}
     a.stop(signal.SIGKILL)  # no shutdown purge: the items stay in Redis
-    assert len(item_keys(all_keys(topology))) == 2 * len(ids)
+    assert len(item_keys(all_keys(topology))) == len(ids)
     wait_for(lambda: metric(b, 'cache_purged_total{reason="ttl"}') == len(ids))
     left = all_keys(topology)
     assert item_keys(left) == []

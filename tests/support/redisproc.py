@@ -165,5 +165,5 @@ def all_keys(server: Topology) -> list[str]:
 
 
 def item_keys(keys: list[str], prefix: str = "qc:") -> list[str]:
-    """Keys that hold an item's bytes or metadata (not indexes or counters)."""
-    return [k for k in keys if k.startswith(prefix + "{") and k.endswith(("}:data", "}:meta"))]
+    """Keys that hold an item (its bytes and metadata), not indexes or counters."""
+    return [k for k in keys if k.startswith(prefix + "{") and k.endswith("}:item")]

@@ -22,17 +22,26 @@ from redis.exceptions import NoScriptError
 
 from ...item import is_valid_id
 from .codec import FIELDS, fields_of, payload, text
-from .keys import LUA_KEYS, RedisClient, RedisKeys
+from .keys import DATA_FIELD, LUA_KEYS, RedisClient, RedisKeys
 from .link import RETRYABLE, ScriptLine
-from .scripts import EXPIRED, LAST_READ, MISSING, READ, RELEASE, RELEASE_HELD, Counters, ReadResult
+from .scripts import (
+    EXPIRED,
+    LAST_READ,
+    MISSING,
+    RELEASE,
+    RELEASE_HELD,
+    SERVED,
+    Counters,
+    ReadResult,
+)
 from .tuning import PIPELINE_RETRIES, RELEASE_CHUNK
 from .wire import Wire, wire_for
 
-# KEYS: data, meta. -> "sha256 size created_ms deadline_ms" of the item this call deleted,
-# or nil. DEL answers a positive count to exactly one caller: only that node counts it.
+# KEYS: item. -> "sha256 size created_ms deadline_ms" of the item this call deleted, or
+# nil. DEL answers a positive count to exactly one caller: only that node counts it.
 TAKE = """
-local f = redis.call('HMGET', KEYS[2], 'sha256', 'size', 'created_ms', 'deadline_ms')
-local deleted = redis.call('DEL', KEYS[1], KEYS[2])
+local f = redis.call('HMGET', KEYS[1], 'sha256', 'size', 'created_ms', 'deadline_ms')
+local deleted = redis.call('DEL', KEYS[1])
 if deleted == 0 or not f[1] then return false end
 return f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
 """
@@ -51,9 +60,9 @@ TAKE_MANY = (
 local prefix, out, n, gone, sizes = ARGV[1], {}, 0, {}, {}
 for id in string.gmatch(ARGV[2], '%S+') do
   n = n + 1
-  local data, meta = data_key(prefix, id), meta_key(prefix, id)
-  local f = redis.call('HMGET', meta, 'sha256', 'size', 'created_ms', 'deadline_ms')
-  if redis.call('DEL', data, meta) > 0 and f[1] then
+  local item = item_key(prefix, id)
+  local f = redis.call('HMGET', item, 'sha256', 'size', 'created_ms', 'deadline_ms')
+  if redis.call('DEL', item) > 0 and f[1] then
     out[#out + 1] = n .. ' ' .. f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
     gone[#gone + 1] = id
     sizes[#gone] = f[2]
@@ -145,7 +154,7 @@ class Batches:
         self.wire: Wire | None = None if self._single is None else wire_for(self._single)
         script = client.register_script
         self._take, self._take_many = script(TAKE), script(TAKE_MANY)
-        self._release, self._read = script(RELEASE), script(READ)
+        self._release = script(RELEASE)
 
     async def pipeline(self, calls: Sequence[Call]) -> list[Any]:
         """Every call in one non-transactional pipeline; replies (or errors) in place. A
@@ -214,7 +223,7 @@ class Batches:
 
     async def take_pipelined(self, ids: list[str]) -> TakeResult:
         """On a cluster: a pipeline of single-item TAKEs (each item is its own slot)."""
-        calls = [Call(self._take, (self._keys.data(i), self._keys.meta(i))) for i in ids]
+        calls = [Call(self._take, (self._keys.item(i),)) for i in ids]
         taken, done = [], []
         failure: BaseException | None = None
         for item_id, reply in zip(ids, await self.pipeline(calls), strict=True):
@@ -244,31 +253,18 @@ class Batches:
         last = replies[-1]
         return Counters(int(last[0]), int(last[1]))
 
-    @property
-    def single(self) -> bool:
-        """One server, not a cluster: an item's metadata can be written with its
-        reservation (`Scripts.reserve`, RESERVE_PUT), so `store` writes only the bytes."""
-        return self._single is not None
-
     async def store(
-        self,
-        item_id: str,
-        px: int,
-        data: bytes | bytearray | memoryview,
-        meta: dict[str, str] | None,
+        self, item_id: str, px: int, data: bytes | bytearray | memoryview, meta: dict[str, str]
     ) -> None:
-        """The metadata (unless its reservation wrote it: `meta` None), then the bytes, to
-        the item's slot (its reservation, which is also its deadline-index entry, came
-        first). The bytes go as they are (SET PX): never through a script."""
-        write = ["SET", self._keys.data(item_id), payload(data), "PX", px]
-        if meta is None and self.wire is not None:
-            await self._checked(await self.wire.call([write]))
-            return
-        calls = [command(*write)]
-        if meta is not None:
-            meta_key, fields = self._keys.meta(item_id), [p for pair in meta.items() for p in pair]
-            calls[:0] = [command("HSET", meta_key, *fields), command("PEXPIRE", meta_key, px)]
-        await self._checked(await self.pipeline(calls))
+        """The item's hash, metadata and bytes in one HSET, with its PX backstop, to the
+        item's slot (its reservation, which is also its deadline-index entry, came first).
+        The bytes go as they are: never through a script."""
+        key, fields = self._keys.item(item_id), [p for pair in meta.items() for p in pair]
+        write: list[list[Any]] = [
+            ["HSET", key, *fields, DATA_FIELD, payload(data)],
+            ["PEXPIRE", key, px],
+        ]
+        await self._checked(await self._plain(write))
 
     @staticmethod
     async def _checked(replies: list[Any]) -> list[Any]:
@@ -278,18 +274,37 @@ class Batches:
         return replies
 
     async def read(self, item_id: str, now_ms: int, count: bool) -> ReadResult:
-        """GET the bytes, then READ checks the deadline, counts the read and (the last one)
-        deletes: one pipeline, one slot, run in that order by Redis."""
-        meta_key, data_key = self._keys.meta(item_id), self._keys.data(item_id)
-        args = (now_ms, 1 if count else 0, *FIELDS)
+        """HINCRBY `reads` (when `count`), then HMGET the bytes and metadata: one pipeline,
+        one key, no script. Each counted reader gets its own ordinal, so concurrent readers
+        on any number of nodes get exactly `max_reads` bodies; the one whose ordinal is
+        `max_reads` deletes the item (LAST_READ, `RedisStore.read`) and the rest are refused.
+        A HINCRBY on a key that had gone makes a hash with `reads` alone: it is refused and
+        deleted here (nothing else ever writes a hash without `deadline_ms`)."""
+        key = self._keys.item(item_id)
+        commands: list[list[Any]] = [["HMGET", key, DATA_FIELD, *FIELDS]]
+        if count:
+            commands.insert(0, ["HINCRBY", key, "reads", 1])
+        replies = await self._checked(await self._plain(commands))
+        data, *values = replies[-1]
+        meta = fields_of(values)
+        if "deadline_ms" not in meta:
+            if count and meta:  # made by our HINCRBY: nothing may keep it
+                await self._checked(await self._plain([["DEL", key]]))
+            return ReadResult(MISSING)
+        if now_ms >= int(meta["deadline_ms"]):
+            return ReadResult(EXPIRED)
+        status = SERVED
+        if count and "max_reads" in meta:
+            ordinal, limit = int(replies[0]), int(meta["max_reads"])
+            if ordinal > limit:
+                return ReadResult(MISSING)  # another reader took the last read
+            status = LAST_READ if ordinal == limit else SERVED
+        if data is None:
+            return ReadResult(MISSING)
+        return ReadResult(status, data, meta)
+
+    async def _plain(self, commands: list[list[Any]]) -> list[Any]:
+        """Plain commands in one pipeline: on the request path's wire on one server."""
         if self.wire is not None:
-            commands: list[list[Any]] = [["GET", data_key], [2, meta_key, data_key, *args]]
-            replies = await self.wire.run(commands, [None, self._read])
-        else:
-            calls = [command("GET", data_key), Call(self._read, (meta_key, data_key), args)]
-            replies = await self.pipeline(calls)
-        data, reply = await self._checked(replies)
-        status = int(reply[0])
-        if status in (MISSING, EXPIRED) or (data is None and status != LAST_READ):
-            return ReadResult(status if status == EXPIRED else MISSING)
-        return ReadResult(status, data, fields_of(reply[1:]))
+            return list(await self.wire.call(commands))
+        return await self.pipeline([command(*c) for c in commands])

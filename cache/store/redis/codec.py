@@ -1,5 +1,9 @@
 """What goes into Redis and comes back: an item's metadata as a hash, replies as text.
 
+A read count is the hash's `reads` (HINCRBY: each reader gets its own ordinal) and a read
+limit is `max_reads`, never changed: `reads_left` is their difference, so a read needs no
+script (see `batching.Batches.read`).
+
 Times in Redis are wall-clock Unix ms: a monotonic reading means nothing on another
 machine. Read back on a node, they become that node's monotonic times again, so the rest of
 the service (lag, residency, `Item.ttl`) works as with a local store.
@@ -9,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from ...clock import Clock
 from ...item import Item
@@ -20,15 +23,10 @@ def text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def as_map(raw: Mapping[Any, Any]) -> dict[str, str]:
-    """HGETALL as redis-py returns it -> {field: value} as text."""
-    return {text(k): text(v) for k, v in raw.items()}
-
-
-# The metadata fields a READ returns, in this order (the script reads the first three).
+# The metadata fields a read or a listing asks for (HMGET), in this order.
 FIELDS = (
     "deadline_ms",
-    "reads_left",
+    "max_reads",
     "reads",
     "sha256",
     "size",
@@ -45,7 +43,7 @@ FIELDS = (
 
 
 def fields_of(values: Sequence[object]) -> dict[str, str]:
-    """READ's values (nil for a field the item lacks) -> {field: value} as text."""
+    """HMGET's values of FIELDS (nil for a field the item lacks) -> {field: value}."""
     return {name: text(v) for name, v in zip(FIELDS, values, strict=True) if v is not None}
 
 
@@ -73,7 +71,7 @@ def encode(item: Item) -> dict[str, str]:
         "source": item.source,
     }
     if item.reads_left is not None:
-        fields["reads_left"] = str(item.reads_left)
+        fields["max_reads"] = str(item.reads + item.reads_left)
     if item.source_host is not None:
         fields["source_host"] = item.source_host
     if item.pdq is not None:
@@ -94,7 +92,8 @@ def decode(
     else:
         offset = clock.monotonic() - clock.wall()
         created, deadline = created_wall + offset, deadline_wall + offset
-    reads_left = fields.get("reads_left")
+    reads = int(fields.get("reads", "0"))
+    max_reads = fields.get("max_reads")
     pdq_quality = fields.get("pdq_quality")
     return Item(
         id=item_id,
@@ -108,10 +107,10 @@ def decode(
         deadline=deadline,
         created_wall=created_wall,
         deadline_wall=deadline_wall,
-        reads_left=None if reads_left is None else max(0, int(reads_left)),
+        reads_left=None if max_reads is None else max(0, int(max_reads) - reads),
         source=fields.get("source", "upload"),
         source_host=fields.get("source_host"),
         pdq=fields.get("pdq"),
         pdq_quality=None if pdq_quality is None else int(pdq_quality),
-        reads=int(fields.get("reads", "0")),
+        reads=reads if max_reads is None else min(reads, int(max_reads)),
     )

@@ -6,7 +6,7 @@ Ops calls (listing, purge by hash, purge all) read these; the hot paths never do
 from __future__ import annotations
 
 from ...item import Item
-from .codec import as_map, text
+from .codec import FIELDS, fields_of, text
 from .keys import RedisClient, RedisKeys
 from .release import Releaser, valid_ids
 from .tuning import LIST_CHUNK
@@ -25,17 +25,17 @@ async def indexed_ids(client: RedisClient, keys: RedisKeys, sha256: str | None) 
         chunk = ids[start : start + LIST_CHUNK]
         pipe = client.pipeline(transaction=False)
         for item_id in chunk:
-            pipe.hget(keys.meta(item_id), "sha256")
+            pipe.hget(keys.item(item_id), "sha256")
         held = await pipe.execute()
         matching += [i for i, h in zip(chunk, held, strict=True) if h and text(h) == sha256]
     return matching
 
 
 async def scanned_ids(client: RedisClient, keys: RedisKeys) -> set[str]:
-    """Every item's id with a data key, found by SCAN on every primary."""
+    """Every item's id with a key, found by SCAN on every primary."""
     found: set[str] = set()
-    async for key in client.scan_iter(match=keys.data_pattern, count=1000):
-        item_id = keys.id_of_data_key(key)
+    async for key in client.scan_iter(match=keys.item_pattern, count=1000):
+        item_id = keys.id_of_item_key(key)
         if item_id is not None:
             found.add(item_id)
     return found
@@ -50,8 +50,9 @@ async def items_of(
         chunk = ids[start : start + LIST_CHUNK]
         pipe = client.pipeline(transaction=False)
         for item_id in chunk:
-            pipe.hgetall(keys.meta(item_id))
+            pipe.hmget(keys.item(item_id), FIELDS)  # not the bytes
         for item_id, raw in zip(chunk, await pipe.execute(), strict=True):
-            if raw:
-                items.append(releaser.item(item_id, as_map(raw)))
+            fields = fields_of(raw)
+            if "deadline_ms" in fields:
+                items.append(releaser.item(item_id, fields))
     return sorted(items, key=lambda it: it.created)

@@ -1,7 +1,8 @@
 """Every Redis key name of the shared store, in one place, for Python and for Lua.
 
-Both keys of an item share a hash tag, `{prefix}{<id>}:data` and `{prefix}{<id>}:meta`,
-so the scripts and pipelines that touch both run on a cluster too. The capacity counters,
+An item is one hash, `{prefix}{<id>}:item`: its metadata fields and, in the field `data`,
+its bytes. One key makes a put one HSET (and its PEXPIRE), a read one HMGET and a purge one
+DEL, and a cluster keeps everything of an item in one slot. The capacity counters,
 the ledger of reservations and their sizes share the `{cap}` tag, so one script updates
 them together; the ledger, scored by deadline, is also the shared deadline index (every
 put and release passes through `{cap}` anyway: a separate index would only add calls).
@@ -9,7 +10,7 @@ Hash-list entries added through the admin API share the `{bl}` tag with their ve
 counter.
 
 A script that builds key names itself (TAKE_MANY, on one server) gets them from
-`LUA_KEYS`, generated here from the same shapes: the names cannot drift apart.
+`LUA_KEYS`, generated here from the same shape: the names cannot drift apart.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ RedisClient: TypeAlias = "Redis | RedisCluster"
 
 # Each key with one variable part: prefix + head + part + tail.
 SHAPES: dict[str, tuple[str, str]] = {
-    "data": ("{", "}:data"),  # an item's bytes
-    "meta": ("{", "}:meta"),  # an item's metadata (a hash)
+    "item": ("{", "}:item"),  # an item: its metadata fields and its bytes (field `data`)
 }
+DATA_FIELD = "data"  # the field of an item's hash that holds its bytes
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
@@ -38,7 +39,7 @@ def _lua_function(name: str, head: str, tail: str) -> str:
     return f"local function {name}_key(p, x) return p .. '{head}' .. x .. '{tail}' end\n"
 
 
-# Lua functions `data_key(prefix, id)` and `meta_key(prefix, id)`.
+# The Lua function `item_key(prefix, id)`.
 LUA_KEYS = "".join(_lua_function(name, *shape) for name, shape in SHAPES.items())
 
 
@@ -50,11 +51,8 @@ class RedisKeys:
         head, tail = SHAPES[shape]
         return f"{self.prefix}{head}{part}{tail}"
 
-    def data(self, item_id: str) -> str:
-        return self._key("data", item_id)
-
-    def meta(self, item_id: str) -> str:
-        return self._key("meta", item_id)
+    def item(self, item_id: str) -> str:
+        return self._key("item", item_id)
 
     @property
     def counters(self) -> str:
@@ -94,13 +92,13 @@ class RedisKeys:
         return f"{self.prefix}{{bl}}:version"
 
     @property
-    def data_pattern(self) -> str:
-        head, tail = SHAPES["data"]
+    def item_pattern(self) -> str:
+        head, tail = SHAPES["item"]
         return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + head + "*" + tail
 
-    def id_of_data_key(self, key: bytes | str) -> str | None:
+    def id_of_item_key(self, key: bytes | str) -> str | None:
         name = text(key)
-        head, tail = SHAPES["data"]
+        head, tail = SHAPES["item"]
         head = self.prefix + head
         if not (name.startswith(head) and name.endswith(tail)):
             return None

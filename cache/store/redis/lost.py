@@ -69,7 +69,7 @@ class LostWatch:
             chunk = ids[start : start + LOST_CHECK_CHUNK]
             pipe = self._client.pipeline(transaction=False)
             for item_id in chunk:
-                pipe.exists(self._keys.meta(item_id))
+                pipe.exists(self._keys.item(item_id))
             gone += [i for i, held in zip(chunk, await pipe.execute(), strict=True) if not held]
         self._record([(item_id, None) for item_id in gone])
         await self.adopt()

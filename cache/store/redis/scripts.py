@@ -58,22 +58,6 @@ return reserve(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(
 """
 )
 
-# One server only (the item's metadata is in another slot than the capacity keys): the
-# reservation and, when it is made, the item's metadata with its PX backstop, so that the
-# bytes follow in one plain SET. KEYS: counters, ledger, sizes, meta. ARGV: as RESERVE's,
-# then px, then the metadata's field/value pairs. -> as RESERVE.
-RESERVE_PUT = (
-    RESERVE_FUNCTION
-    + """
-local r = reserve(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
-if r[1] == 1 then
-  redis.call('HSET', KEYS[4], unpack(ARGV, 7))
-  redis.call('PEXPIRE', KEYS[4], ARGV[6])
-end
-return r
-"""
-)
-
 # A Lua function for scripts whose KEYS start with counters, ledger, sizes (`keys.capacity`):
 # give back the capacity reserved for `ids` -> {bytes, items, released}. Only an id still in
 # the ledger is released (ZREM answers to exactly one caller): a release never doubles.
@@ -132,30 +116,6 @@ return {counters[1], counters[2], table.concat(out, '\\n')}
 """
 )
 
-# KEYS: meta, data. ARGV: now_ms, count (1 or 0), then `codec.FIELDS` (deadline_ms,
-# reads_left and reads first). -> {0} unknown, {-1} past its deadline, {1, values...} served,
-# {2, values...} served and deleted (its last read). The bytes never pass through here: the
-# caller GETs them in the same pipeline, just before. Check, count and delete are one
-# step: concurrent readers on any number of nodes get exactly max_reads bodies (a reader
-# whose GET came before another's last read is refused here, {0}).
-READ = """
-local v = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
-if not v[1] then return {0} end
-if tonumber(ARGV[1]) >= tonumber(v[1]) then return {-1} end
-local status = 1
-if ARGV[2] == '1' then
-  v[3] = redis.call('HINCRBY', KEYS[1], 'reads', 1)
-  if v[2] then
-    v[2] = redis.call('HINCRBY', KEYS[1], 'reads_left', -1)
-    if v[2] <= 0 then
-      redis.call('DEL', KEYS[2], KEYS[1])
-      status = 2
-    end
-  end
-end
-return {status, unpack(v)}
-"""
-
 # KEYS: one kind's blocklist set, the version counter. ARGV: 'add' or 'rem', then hashes.
 # -> {how many were new (or gone), the version}. The version moves only on a real change.
 BLOCKLIST_CHANGE = """
@@ -190,7 +150,7 @@ class Reservation:
 @dataclass(frozen=True, slots=True)
 class ReadResult:
     status: int
-    data: bytes | None = None  # None only in a LAST_READ whose bytes had gone (PX)
+    data: bytes | None = None  # set when SERVED or LAST_READ
     meta: Mapping[str, str] | None = None
 
 
@@ -199,33 +159,19 @@ class Scripts:
         self._layout = layout
         self._wire = wire  # the request path's connection (one server), else redis-py
         self._reserve = client.register_script(RESERVE)
-        self._reserve_put = client.register_script(RESERVE_PUT)
         self._release = client.register_script(RELEASE)
 
     async def reserve(
-        self,
-        item_id: str,
-        size: int,
-        deadline_ms: int,
-        max_bytes: int,
-        max_items: int,
-        meta: tuple[int, dict[str, str]] | None = None,
+        self, item_id: str, size: int, deadline_ms: int, max_bytes: int, max_items: int
     ) -> Reservation:
-        """`meta` (px, fields), on one server only: the item's metadata is written in the
-        same step when the reservation is made (RESERVE_PUT)."""
         args: list[str | int] = [item_id, size, deadline_ms, max_bytes, max_items]
-        if meta is None:
-            reply = await self._reserve(keys=self._layout.capacity, args=args)
+        keys = self._layout.capacity
+        if self._wire is not None:
+            (reply,) = await self._wire.run([[len(keys), *keys, *args]], [self._reserve])
+            if isinstance(reply, BaseException):
+                raise reply
         else:
-            px, fields = meta
-            args += [px, *(part for pair in fields.items() for part in pair)]
-            keys = [*self._layout.capacity, self._layout.meta(item_id)]
-            if self._wire is not None:
-                (reply,) = await self._wire.run([[len(keys), *keys, *args]], [self._reserve_put])
-                if isinstance(reply, BaseException):
-                    raise reply
-            else:
-                reply = await self._reserve_put(keys=keys, args=args)
+            reply = await self._reserve(keys=keys, args=args)
         counters = Counters(int(reply[1]), int(reply[2]))
         if int(reply[0]) == 1:
             return Reservation(True, counters)

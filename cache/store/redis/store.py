@@ -24,14 +24,14 @@ from ...proof.metrics import Metrics
 from ...wipe import zero
 from ..api import Capacity, ItemStore, Job, Receipt, SharedLists
 from ..records import ReleaseRecorder
-from .codec import as_map, encode, wall_ms
+from .codec import FIELDS, encode, fields_of, wall_ms
 from .index import indexed_ids, items_of, scanned_ids
 from .keys import RedisClient, RedisKeys
 from .link import RedisLink
 from .ownership import OwnItems
 from .persistence import PersistenceWatch
 from .release import Releaser
-from .scripts import EXPIRED, LAST_READ, MISSING, SERVED, Counters
+from .scripts import EXPIRED, LAST_READ, MISSING, Counters
 from .sharedlists import RedisSharedLists
 from .tuning import (
     EPOCH_CHECK_INTERVAL,
@@ -141,10 +141,13 @@ class RedisStore(ItemStore):
         if not is_valid_id(item_id):
             raise NotFound()
         async with self.link.call("meta"):
-            raw = await self._client.hgetall(self._keys.meta(item_id))
-        if not raw:
+            raw = await self._client.hmget(self._keys.item(item_id), FIELDS)
+        fields = fields_of(raw)
+        if "deadline_ms" not in fields:
             raise NotFound()
-        item = self._releaser.item(item_id, as_map(raw))
+        item = self._releaser.item(item_id, fields)
+        if item.reads_left == 0:
+            raise NotFound()  # its last read was served; that reader deletes it
         if self._releaser.now_ms() >= wall_ms(item.deadline_wall):
             self._metrics.expired_reads_refused.inc()
             raise NotFound()
@@ -189,12 +192,10 @@ class RedisStore(ItemStore):
         if self._persistence.refusing is not None:
             raise ServiceUnavailable("the shared storage may write to disk; not storing")
         async with self.link.call("put"):
-            px, meta = self._px(item), encode(item)
-            single = self._batches.single  # its metadata goes with the reservation
-            await self._reserve(item, (px, meta) if single else None)
+            await self._reserve(item)
             try:  # the reservation is its deadline-index entry: a node dying mid-put leaves
                 # only that, which the sweeps and the ledger scan clean up
-                await self._batches.store(item.id, px, data, None if single else meta)
+                await self._batches.store(item.id, self._px(item), data, encode(item))
             except BaseException:
                 await self._unwind(item.id)
                 raise
@@ -206,13 +207,12 @@ class RedisStore(ItemStore):
         """The backstop TTL, from now: Redis drops the keys at deadline + grace by itself."""
         return max(1, wall_ms(item.deadline_wall + self._grace) - self._releaser.now_ms())
 
-    async def _reserve(self, item: Item, meta: tuple[int, dict[str, str]] | None) -> None:
-        """Capacity for the whole cache, checked and taken in one step (RESERVE); with
-        `meta` (px, fields), the item's metadata too (one server only)."""
+    async def _reserve(self, item: Item) -> None:
+        """Capacity for the whole cache, checked and taken in one step (RESERVE)."""
         limit = self._capacity
         deadline_ms = wall_ms(item.deadline_wall)
         reservation = await self._scripts.reserve(
-            item.id, item.size, deadline_ms, limit.max_bytes, limit.max_items, meta
+            item.id, item.size, deadline_ms, limit.max_bytes, limit.max_items
         )
         self._releaser.set_counters(reservation.counters)
         if not reservation.ok:
@@ -257,21 +257,19 @@ class RedisStore(ItemStore):
             raise NotFound()
         if result.status == MISSING or result.meta is None:
             raise NotFound()
-        if purged_meanwhile and result.status == SERVED:
+        if purged_meanwhile:
             raise NotFound()  # its purged line is written: a read line may not follow it
         item = self._releaser.item(item_id, dict(result.meta))
         if count and result.data is not None:
             self._metrics.reads.inc()
             self._audit.emit("read", id=item.id, reads_left=item.reads_left)
-        if result.status == LAST_READ:  # this node's script deleted it: this node counts it
-            self._releaser.record(item, "read_limit")
+        if result.status == LAST_READ:  # this read had the last ordinal: it deletes the item
             try:
                 async with self.link.call("unlink"):
-                    await self._releaser.unlink([item.id])
+                    await self._releaser.take([item.id], "read_limit", request=True)
             except StorageUnavailable:
-                pass  # the ledger scan releases it
-        if result.data is None:
-            raise NotFound()  # Redis's PX dropped the bytes (the item's last moments)
+                pass  # later readers are refused by their ordinals; the timer purges it
+        assert result.data is not None
         return item, result.data
 
     # -- releases ------------------------------------------------------------------------

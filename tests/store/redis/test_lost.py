@@ -62,7 +62,7 @@ async def test_keys_missing_at_the_deadline_are_lost_and_released(nodes: Nodes) 
     a, _ = await nodes()
     created = await a.upload_ok(images.png(), ttl=10)
     store = shared(a)
-    await store.client.delete(store.keys.data(created["id"]), store.keys.meta(created["id"]))
+    await store.client.delete(store.keys.item(created["id"]))
     await a.advance(10)
     assert lost_ids(a) == [created["id"]]
     assert await counters(a) == (0, 0)  # its reservation went with the lost line
@@ -85,7 +85,7 @@ async def test_the_ledger_scan_says_lost_for_items_of_a_dead_node(nodes: Nodes) 
     created = await a.upload_ok(images.png(), ttl=10)
     a.rt.timer.stop()  # a is as good as dead: only b is left to notice
     store = shared(a)
-    await store.client.delete(store.keys.data(created["id"]), store.keys.meta(created["id"]))
+    await store.client.delete(store.keys.item(created["id"]))
     b.clock.advance(20)
     await b.rt.store.purge_orphans()
     assert lost_ids(b) == [created["id"]]

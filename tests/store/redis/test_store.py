@@ -171,8 +171,8 @@ async def test_every_item_key_carries_a_px_backstop(nodes: Nodes, topology: Topo
     a, _ = await nodes()
     await a.upload_ok(images.png(), ttl=30)
     keys = all_keys(topology)
-    volatile = [k for k in keys if k.endswith(("}:data", "}:meta"))]
-    assert len(volatile) == 2
+    volatile = [k for k in keys if k.endswith("}:item")]
+    assert len(volatile) == 1
     assert [k for k in keys if "{" in k and k not in volatile and "{cap}" not in k] == [
         "qc:{epoch}"
     ]  # no other key per item: the ledger ({cap}) is the deadline index
@@ -211,3 +211,18 @@ async def test_full_shared_cache_retry_after_is_the_deadline_that_makes_room(
     assert response.headers["Retry-After"] == "20"
     again = await b.upload(big)  # refused early (the hint): the same Retry-After
     assert again.status == 503 and again.headers["Retry-After"] == "20"
+
+
+async def test_reads_of_gone_items_leave_no_key_behind(nodes: Nodes, topology: Topology) -> None:
+    """A read counts with HINCRBY before it knows whether the item exists; on a key that had
+    gone that makes a hash holding `reads` alone, which the read must delete again."""
+    a, b = await nodes()
+    created = await a.upload_ok(images.png(), ttl=30)
+    assert (await b.client.delete(f"/v1/images/{created['id']}")).status == 204
+    unknown = "A" * len(created["id"])
+    for item_id in (created["id"], unknown, created["id"]):
+        for service in (a, b):
+            assert (await service.client.get(f"/v1/images/{item_id}")).status == 404
+            assert (await service.client.get(f"/v1/images/{item_id}/meta")).status == 404
+    assert item_keys(all_keys(topology)) == []
+    assert await counters(a) == (0, 0)
