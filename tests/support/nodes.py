@@ -25,10 +25,10 @@ def shared(service: Any) -> RedisStore:
 
 
 async def counters(service: Service) -> tuple[int, int]:
-    """The shared capacity counters in Redis: (bytes, items)."""
+    """The shared capacity in Redis: (bytes, items); items are the ledger's members."""
     store = shared(service)
-    raw = await store.client.hmget(store.keys.counters, ["bytes", "items"])
-    return int(raw[0] or 0), int(raw[1] or 0)
+    held = await store.client.hget(store.keys.counters, "bytes")
+    return int(held or 0), int(await store.client.zcard(store.keys.ledger))
 
 
 def purged(metrics: dict[str, float], reason: str) -> float:

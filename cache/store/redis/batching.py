@@ -50,25 +50,24 @@ return f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
 # for a batch of items in one call (a round trip costs more than a dozen items). The item
 # keys span slots and the script names them itself from the ids, as `RedisKeys` does:
 # declared, they would cost redis-py an encode per argument, the largest cost of a batch.
-# KEYS: counters, ledger, sizes. ARGV: key prefix, ids (space-separated).
-# -> {bytes, items, lines}: a line "n sha256 size created_ms deadline_ms" per item this
-# call deleted (n: its place, from 1). DEL and the ledger's ZREM count each item once.
+# KEYS: counters, ledger. ARGV: key prefix, ids (space-separated).
+# -> {bytes, items (-1: not read), lines}: a line "n sha256 size created_ms deadline_ms"
+# per item this call deleted (n: its place, from 1). DEL and the ledger's ZREM count each item once.
 TAKE_MANY = (
     LUA_KEYS
     + RELEASE_HELD
     + """
-local prefix, out, n, gone, sizes = ARGV[1], {}, 0, {}, {}
+local prefix, out, n, gone = ARGV[1], {}, 0, {}
 for id in string.gmatch(ARGV[2], '%S+') do
   n = n + 1
   local item = item_key(prefix, id)
   local f = redis.call('HMGET', item, 'sha256', 'size', 'created_ms', 'deadline_ms')
   if redis.call('DEL', item) > 0 and f[1] then
     out[#out + 1] = n .. ' ' .. f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
-    gone[#gone + 1] = id
-    sizes[#gone] = f[2]
+    gone[#gone + 1] = id .. ' ' .. f[2]
   end
 end
-local counters = release_held(gone, sizes)
+local counters = release_held(gone)
 return {counters[1], counters[2], table.concat(out, '\\n')}
 """
 )
@@ -237,9 +236,9 @@ class Batches:
         return TakeResult(taken, done, failure)
 
     async def unlink(self, taken: Sequence[str]) -> Counters | None:
-        """The reservations of `taken` (items this node deleted) go back, and with them
-        their deadline-index entries (the ledger is the index). -> the counters after
-        (None: nothing to release)."""
+        """The reservations `taken` (ledger members of items this node deleted) go back,
+        and with them their deadline-index entries (the ledger is the index). -> the
+        counters after (None: nothing to release; items -1: not read)."""
         calls = [
             Call(self._release, self._keys.capacity, taken[start : start + RELEASE_CHUNK])
             for start in range(0, len(taken), RELEASE_CHUNK)

@@ -2,8 +2,8 @@
 
 An item is one hash, `{prefix}{<id>}:item`: its metadata fields and, in the field `data`,
 its bytes. One key makes a put one HSET (and its PEXPIRE), a read one HMGET and a purge one
-DEL, and a cluster keeps everything of an item in one slot. The capacity counters,
-the ledger of reservations and their sizes share the `{cap}` tag, so one script updates
+DEL, and a cluster keeps everything of an item in one slot. The bytes counter and the
+ledger of reservations (members "<id> <size>") share the `{cap}` tag, so one script updates
 them together; the ledger, scored by deadline, is also the shared deadline index (every
 put and release passes through `{cap}` anyway: a separate index would only add calls).
 Hash-list entries added through the admin API share the `{bl}` tag with their version
@@ -56,24 +56,19 @@ class RedisKeys:
 
     @property
     def counters(self) -> str:
-        """Hash: `bytes` and `items` reserved in the whole cache."""
+        """Hash: `bytes` reserved in the whole cache (items: the ledger's ZCARD)."""
         return f"{self.prefix}{{cap}}"
 
     @property
     def ledger(self) -> str:
-        """Sorted set: every reservation by id, scored by its deadline (Unix ms). Also the
-        deadline index the sweeps take other nodes' due items from."""
+        """Sorted set: every reservation, "<id> <size>", scored by its deadline (Unix ms).
+        Also the deadline index the sweeps take other nodes' due items from."""
         return f"{self.prefix}{{cap}}:held"
 
     @property
-    def sizes(self) -> str:
-        """Hash: the size of every reservation in the ledger."""
-        return f"{self.prefix}{{cap}}:size"
-
-    @property
     def capacity(self) -> list[str]:
-        """KEYS of every capacity script: counters, ledger, sizes."""
-        return [self.counters, self.ledger, self.sizes]
+        """KEYS of every capacity script: counters, ledger."""
+        return [self.counters, self.ledger]
 
     @property
     def epoch(self) -> str:

@@ -29,7 +29,7 @@ from ..records import Lost, ReleaseRecorder
 from .codec import text
 from .keys import RedisClient, RedisKeys
 from .ownership import Mine
-from .scripts import RELEASE_LOST, Counters
+from .scripts import RELEASE_LOST, Counters, member
 from .tuning import LOST_CHECK_CHUNK, RELEASE_CHUNK
 
 
@@ -78,14 +78,16 @@ class LostWatch:
     async def missing(self, ids: list[str]) -> int:
         """`ids`: items of this node that a TAKE found gone. Those still reserved went
         with no node's TAKE: lost (their reservations released). -> how many."""
-        return len(self._record(await self.release(ids)))
+        mine = self._mine
+        members = [member(i, mine[i][2]) for i in ids if i in mine]
+        return len(self._record(await self.release(members)))
 
-    async def release(self, ids: list[str]) -> list[tuple[str, int | None]]:
-        """Release the reservations of `ids` still in the ledger: (id, size) of each."""
+    async def release(self, members: list[str]) -> list[tuple[str, int | None]]:
+        """Release the reservations `members` still in the ledger: (id, size) of each."""
         released: list[tuple[str, int | None]] = []
-        for start in range(0, len(ids), RELEASE_CHUNK):
+        for start in range(0, len(members), RELEASE_CHUNK):
             reply = await self._release_lost(
-                keys=self._keys.capacity, args=ids[start : start + RELEASE_CHUNK]
+                keys=self._keys.capacity, args=members[start : start + RELEASE_CHUNK]
             )
             self.counters = Counters(int(reply[0]), int(reply[1]))
             lines = text(reply[2])
@@ -102,6 +104,6 @@ class LostWatch:
         lost: list[Lost] = []
         for item_id, size in released:
             mine = self._mine.pop(item_id, None)  # this node's: it knows when it came
-            lost.append((item_id, size, *(mine or (None, None))))
+            lost.append((item_id, size, *(mine[:2] if mine else (None, None))))
         self._recorder.lost(lost)
         return lost

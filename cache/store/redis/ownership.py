@@ -13,8 +13,9 @@ from typing import TypeAlias
 from ...clock import Clock
 from ..deadlines import Deadlines, Entry
 
-# An item this node stored: (created, deadline) on this node's monotonic clock.
-Mine: TypeAlias = tuple[float, float]
+# An item this node stored: (created, deadline) on this node's monotonic clock, and its
+# size (which names its reservation in the ledger, `scripts.member`).
+Mine: TypeAlias = tuple[float, float, int]
 
 
 def _deadline(mine: Mine) -> float:
@@ -26,8 +27,8 @@ class OwnItems:
         self.times: dict[str, Mine] = {}  # insertion order == creation order
         self.deadlines = Deadlines(self.times, _deadline)
 
-    def add(self, item_id: str, created: float, deadline: float) -> None:
-        self.times[item_id] = (created, deadline)
+    def add(self, item_id: str, created: float, deadline: float, size: int) -> None:
+        self.times[item_id] = (created, deadline, size)
         self.deadlines.push(deadline, item_id)
 
     def oldest_created(self) -> float | None:

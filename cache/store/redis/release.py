@@ -27,7 +27,7 @@ from .keys import RedisClient, RedisKeys
 from .link import RedisLink
 from .lost import LostWatch
 from .ownership import Mine
-from .scripts import Counters, Scripts
+from .scripts import Counters, Scripts, member, parse_member
 from .tuning import (
     BUSY_SLACK_MS,
     BUSY_SWEEP_BATCH,
@@ -64,7 +64,11 @@ class Releaser:
         self.lost = LostWatch(client, keys, clock, recorder, mine)
         self.reads = ReadsInFlight()
 
-    def set_counters(self, counters: Counters) -> None:
+    def set_counters(self, counters: Counters, released: int = 0) -> None:
+        """`counters.items` -1 (a release of one item does not read it): what was last
+        seen, less `released`."""
+        if counters.items < 0:
+            counters = Counters(counters.bytes, max(0, self.counters.items - released))
         self.counters = counters
         self._metrics.items.set(counters.items)
         self._metrics.bytes.set(counters.bytes)
@@ -91,7 +95,7 @@ class Releaser:
             created_wall = t.created_ms / 1000
             local = mine.get(t.id)
             if local is not None:
-                created, deadline = local
+                created, deadline = local[0], local[1]
             else:
                 created, deadline = created_wall + offset, t.deadline_ms / 1000 + offset
             why = "ttl" if now_ms >= t.deadline_ms else reason
@@ -113,9 +117,9 @@ class Releaser:
             if item_id not in missing:
                 mine.pop(item_id, None)
         if result.counters is not None:
-            self.set_counters(result.counters)
+            self.set_counters(result.counters, len(result.taken))
         else:
-            await self.unlink([t.id for t in result.taken])
+            await self.unlink([member(t.id, t.size) for t in result.taken])
         if missing:
             await self._lost(missing)
         if result.failure is not None:
@@ -180,20 +184,30 @@ class Releaser:
         return receipts
 
     async def unlink(self, taken: list[str]) -> None:
-        """Give back the capacity of the items this node deleted (`taken`), and with it
-        their deadline-index entries (the ledger is the index). Idempotent. One round trip."""
+        """Give back the capacity of the items this node deleted (`taken`: their ledger
+        members), and with it their deadline-index entries (the ledger is the index).
+        Idempotent. One round trip."""
         counters = await self._batches.unlink(taken)
         if counters is not None:
-            self.set_counters(counters)
+            self.set_counters(counters, len(taken))
 
-    async def release(self, ids: list[str]) -> int:
-        """Give back the capacity reserved for `ids`; how many were still reserved."""
+    async def release(self, members: list[str]) -> int:
+        """Give back the reservations `members`; how many were still reserved."""
         released = 0
-        for start in range(0, len(ids), RELEASE_CHUNK):
-            counters, count = await self._scripts.release(ids[start : start + RELEASE_CHUNK])
-            self.set_counters(counters)
+        for start in range(0, len(members), RELEASE_CHUNK):
+            chunk = members[start : start + RELEASE_CHUNK]
+            counters, count = await self._scripts.release(chunk)
+            self.set_counters(counters, count)
             released += count
         return released
+
+    async def read_counters(self) -> Counters:
+        """The whole cache's bytes and items, read from Redis."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hget(self._keys.counters, "bytes")
+        pipe.zcard(self._keys.ledger)
+        held, items = await pipe.execute()
+        return Counters(int(held or 0), int(items))
 
     async def sweep_index(self, busy: bool = False) -> list[Receipt]:
         """Take the due entries of the shared deadline index, except this node's own: its
@@ -206,9 +220,10 @@ class Releaser:
             cutoff = self.now_ms() - slack_ms
             pipe = self._client.pipeline(transaction=False)
             pipe.zrangebyscore(self._keys.ledger, "-inf", cutoff, start=0, num=batch)
-            pipe.hmget(self._keys.counters, ["bytes", "items"])
-            entries, counters = await pipe.execute()
-            self.set_counters(Counters(int(counters[0] or 0), int(counters[1] or 0)))
+            pipe.hget(self._keys.counters, "bytes")
+            pipe.zcard(self._keys.ledger)
+            entries, held, items = await pipe.execute()
+            self.set_counters(Counters(int(held or 0), int(items)))
             mine = self._mine
             due = sorted(i for i in valid_ids(entries) if i not in mine)
             if not due:
@@ -228,9 +243,10 @@ class Releaser:
         stale = await self._client.zrangebyscore(
             ledger, "-inf", cutoff_ms, start=0, num=LEDGER_BATCH
         )
-        ids = sorted(valid_ids(m for m in stale if isinstance(m, bytes | str)))
-        await self.take(ids, "ttl")
-        released = await self.lost.release(ids)  # their keys went unseen: lost
+        entries = [m for m in stale if isinstance(m, bytes | str)]
+        members = sorted(text(m) for m in entries if parse_member(m)[0])
+        await self.take(sorted(valid_ids(entries)), "ttl")
+        released = await self.lost.release(members)  # their keys went unseen: lost
         self.lost.record(released)
         if self.lost.counters is not None:
             self.set_counters(self.lost.counters)
@@ -276,5 +292,5 @@ class ReadsInFlight:
 
 
 def valid_ids(members: Iterable[bytes | str]) -> set[str]:
-    """Members of an index set that could be ids (anything else never becomes a key)."""
-    return {m for m in map(text, members) if is_valid_id(m)}
+    """The ids of ledger members that could be ids (anything else never becomes a key)."""
+    return {i for i in (parse_member(m)[0] for m in members) if is_valid_id(i)}

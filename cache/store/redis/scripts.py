@@ -12,45 +12,51 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .codec import text
 from .keys import RedisClient, RedisKeys
 from .wire import Wire
 
-# A Lua function for scripts whose KEYS start with counters, ledger, sizes: reserve `size`
-# for `id` due at `deadline` -> {1, bytes, items} reserved, or {0, bytes, items, the
-# deadline by which the earliest reservations free room for this one}: the ledger walked in
-# deadline order, at most 256 entries (past that, the last one walked: a lower bound). A
-# retried call finds its id in the ledger (ZADD NX answers 0) and reserves nothing twice.
-# Taken first, checked after, given back when over: four calls on the way that succeeds.
+# The ledger's members are "<id> <size>": the size of a reservation travels with it, so a
+# reservation is released (its bytes given back) by whoever knows the item: the TAKE that
+# read the item's `size`, the node that stored it, or the scan that read the member.
+# Items held are the ledger's ZCARD: there is no separate count to keep in step.
+
+# A Lua function for scripts whose KEYS are counters, ledger: reserve `size` for `id` due at
+# `deadline` -> {1, bytes, items} reserved, or {0, bytes, items, the deadline by which the
+# earliest reservations free room for this one}: the ledger walked in deadline order, at
+# most 256 entries (past that, the last one walked: a lower bound). A retried call finds
+# its member in the ledger (ZADD NX answers 0) and reserves nothing twice. Taken first,
+# checked after, given back when over: three calls on the way that succeeds.
 RESERVE_FUNCTION = """
 local function reserve(id, size, deadline, max_bytes, max_items)
-  if redis.call('ZADD', KEYS[2], 'NX', deadline, id) == 0 then
-    local c = redis.call('HMGET', KEYS[1], 'bytes', 'items')
-    return {1, tonumber(c[1] or '0'), tonumber(c[2] or '0')}
+  local member = id .. ' ' .. size
+  if redis.call('ZADD', KEYS[2], 'NX', deadline, member) == 0 then
+    local held = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+    return {1, held, redis.call('ZCARD', KEYS[2])}
   end
   local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', size)
-  local items = redis.call('HINCRBY', KEYS[1], 'items', 1)
+  local items = redis.call('ZCARD', KEYS[2])
   local over_bytes = bytes - max_bytes
   local over_items = items - max_items
   if over_items > 0 or over_bytes > 0 then
-    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[2], member)
     bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - size)
-    items = redis.call('HINCRBY', KEYS[1], 'items', -1)
+    items = items - 1
     local at = false
     local walk = redis.call('ZRANGE', KEYS[2], 0, 255, 'WITHSCORES')
     for i = 1, #walk, 2 do
       if over_bytes <= 0 and over_items <= 0 then break end
-      over_bytes = over_bytes - tonumber(redis.call('HGET', KEYS[3], walk[i]) or '0')
+      over_bytes = over_bytes - tonumber(string.match(walk[i], '%d+$') or '0')
       over_items = over_items - 1
       at = walk[i + 1]
     end
     return {0, bytes, items, at}
   end
-  redis.call('HSET', KEYS[3], id, size)
   return {1, bytes, items}
 end
 """
 
-# KEYS: counters, ledger, sizes. ARGV: id, size, deadline_ms, max_bytes, max_items.
+# KEYS: counters, ledger. ARGV: id, size, deadline_ms, max_bytes, max_items.
 RESERVE = (
     RESERVE_FUNCTION
     + """
@@ -58,61 +64,53 @@ return reserve(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(
 """
 )
 
-# A Lua function for scripts whose KEYS start with counters, ledger, sizes (`keys.capacity`):
-# give back the capacity reserved for `ids` -> {bytes, items, released}. Only an id still in
-# the ledger is released (ZREM answers to exactly one caller): a release never doubles.
-# `sizes`, when the caller knows them (a TAKE read them from the item), saves reading the
-# ledger's; one id (a DELETE, a last read) is one ZREM, not a ZMSCORE and a ZREM.
+# A Lua function for scripts whose KEYS are counters, ledger (`keys.capacity`): give back
+# the reservations `members` -> {bytes, items, released}. Only a member still in the ledger
+# is released (ZREM answers to exactly one caller): a release never doubles. One member (a
+# DELETE, a last read) is one ZREM and one HINCRBY, and its `items` is -1: not read (the
+# caller takes one off what it last saw; the next reservation reads it again).
 RELEASE_HELD = """
-local function release_held(ids, sizes)
-  local held, seen, freed, known = {}, {}, 0, {}
-  if #ids == 1 then
-    if redis.call('ZREM', KEYS[2], ids[1]) == 1 then
-      held[1] = ids[1]
-      known[1] = sizes and sizes[1]
-    end
-  elseif #ids > 0 then
-    local scores = redis.call('ZMSCORE', KEYS[2], unpack(ids))
-    for i = 1, #ids do
-      if scores[i] and not seen[ids[i]] then
-        seen[ids[i]] = true
-        held[#held + 1] = ids[i]
-        known[#held] = sizes and sizes[i]
+local function release_held(members)
+  local held, seen, freed = {}, {}, 0
+  if #members == 1 then
+    if redis.call('ZREM', KEYS[2], members[1]) == 1 then held[1] = members[1] end
+  elseif #members > 0 then
+    local scores = redis.call('ZMSCORE', KEYS[2], unpack(members))
+    for i = 1, #members do
+      if scores[i] and not seen[members[i]] then
+        seen[members[i]] = true
+        held[#held + 1] = members[i]
       end
     end
     if #held > 0 then redis.call('ZREM', KEYS[2], unpack(held)) end
   end
   if #held == 0 then
-    local c = redis.call('HMGET', KEYS[1], 'bytes', 'items')
-    return {tonumber(c[1] or '0'), tonumber(c[2] or '0'), 0}
+    local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+    return {bytes, redis.call('ZCARD', KEYS[2]), 0}
   end
-  if not sizes then known = redis.call('HMGET', KEYS[3], unpack(held)) end
-  for i = 1, #held do freed = freed + tonumber(known[i] or '0') end
-  redis.call('HDEL', KEYS[3], unpack(held))
+  for i = 1, #held do freed = freed + tonumber(string.match(held[i], '%d+$')) end
   local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - freed)
-  local items = redis.call('HINCRBY', KEYS[1], 'items', 0 - #held)
-  return {bytes, items, #held}
+  if #members == 1 then return {bytes, -1, 1} end
+  return {bytes, redis.call('ZCARD', KEYS[2]), #held}
 end
 """
 
-# KEYS: counters, ledger, sizes. ARGV: ids. -> {bytes, items, released}.
-RELEASE = RELEASE_HELD + "return release_held(ARGV, nil)\n"
+# KEYS: counters, ledger. ARGV: members. -> {bytes, items, released}.
+RELEASE = RELEASE_HELD + "return release_held(ARGV)\n"
 
-# KEYS: counters, ledger, sizes. ARGV: ids. -> {bytes, items, lines "id size"}: the ids
-# still reserved, now released. An id of a TAKE that found its keys gone but still
+# KEYS: counters, ledger. ARGV: members. -> {bytes, items, lines "id size"}: the members
+# still reserved, now released. A member of a TAKE that found its keys gone but still
 # reserved was deleted by no node (a TAKE releases in the same script): Redis lost it.
 RELEASE_LOST = (
     RELEASE_HELD
     + """
-local held, out = {}, {}
+local held = {}
 for i = 1, #ARGV do
-  if redis.call('ZSCORE', KEYS[2], ARGV[i]) then
-    held[#held + 1] = ARGV[i]
-    out[#out + 1] = ARGV[i] .. ' ' .. (redis.call('HGET', KEYS[3], ARGV[i]) or '0')
-  end
+  if redis.call('ZSCORE', KEYS[2], ARGV[i]) then held[#held + 1] = ARGV[i] end
 end
-local counters = release_held(held, nil)
-return {counters[1], counters[2], table.concat(out, '\\n')}
+local counters = release_held(held)
+if #held == 1 then counters[2] = redis.call('ZCARD', KEYS[2]) end
+return {counters[1], counters[2], table.concat(held, '\\n')}
 """
 )
 
@@ -132,6 +130,17 @@ return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}
 """
 
 MISSING, EXPIRED, SERVED, LAST_READ = 0, -1, 1, 2
+
+
+def member(item_id: str, size: int) -> str:
+    """An item's member in the ledger."""
+    return f"{item_id} {size}"
+
+
+def parse_member(value: bytes | str) -> tuple[str, int]:
+    """A ledger member -> (id, size); ("", 0) for anything else (never a key)."""
+    item_id, _, size = text(value).partition(" ")
+    return (item_id, int(size)) if size.isdigit() else ("", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +187,8 @@ class Scripts:
         earliest = reply[3] if len(reply) > 3 else None
         return Reservation(False, counters, None if earliest is None else int(float(earliest)))
 
-    async def release(self, ids: Sequence[str]) -> tuple[Counters, int]:
-        """-> the counters after, and how many of `ids` were still reserved."""
-        reply = await self._release(keys=self._layout.capacity, args=list(ids))
+    async def release(self, members: Sequence[str]) -> tuple[Counters, int]:
+        """`members` (`member(id, size)`) -> the counters after (items -1: not read), and
+        how many were still reserved."""
+        reply = await self._release(keys=self._layout.capacity, args=list(members))
         return Counters(int(reply[0]), int(reply[1])), int(reply[2])

@@ -31,7 +31,7 @@ from .link import RedisLink
 from .ownership import OwnItems
 from .persistence import PersistenceWatch
 from .release import Releaser
-from .scripts import EXPIRED, LAST_READ, MISSING, Counters
+from .scripts import EXPIRED, LAST_READ, MISSING, member
 from .sharedlists import RedisSharedLists
 from .tuning import (
     EPOCH_CHECK_INTERVAL,
@@ -131,10 +131,10 @@ class RedisStore(ItemStore):
             return f"redis may write items to disk: {self._persistence.refusing}"
         try:
             async with self.link.call("probe"), asyncio.timeout(PROBE_TIMEOUT):
-                raw = await self._client.hmget(self._keys.counters, ["bytes", "items"])
+                counters = await self._releaser.read_counters()
         except StorageUnavailable:
             return f"redis unreachable: {self.link.last_error or 'no answer'}"
-        self._releaser.set_counters(Counters(int(raw[0] or 0), int(raw[1] or 0)))
+        self._releaser.set_counters(counters)
         return None
 
     async def meta(self, item_id: str) -> Item:
@@ -178,7 +178,7 @@ class RedisStore(ItemStore):
         finally:
             if isinstance(data, bytearray):
                 zero(data)  # Redis holds the bytes now, or nothing was kept
-        self._own.add(item.id, item.created, item.deadline)
+        self._own.add(item.id, item.created, item.deadline, item.size)
         self._metrics.stored.labels(source).inc()
         self._audit.stored(item, ttl, max_reads)
         for listener in self._listeners:
@@ -197,10 +197,10 @@ class RedisStore(ItemStore):
                 # only that, which the sweeps and the ledger scan clean up
                 await self._batches.store(item.id, self._px(item), data, encode(item))
             except BaseException:
-                await self._unwind(item.id)
+                await self._unwind(item)
                 raise
         if self._closed:  # shutdown began while the bytes were being written
-            await self._unwind(item.id)
+            await self._unwind(item)
             raise ServiceUnavailable("shutting down")
 
     def _px(self, item: Item) -> int:
@@ -231,12 +231,12 @@ class RedisStore(ItemStore):
             return self._room_at
         return super().room_at(size)
 
-    async def _unwind(self, item_id: str) -> None:
+    async def _unwind(self, item: Item) -> None:
         """After a failed put: its keys and entries go, and its reservation (ours, so no
         one else counts it) is given back. What fails here the ledger scan cleans up."""
         try:
-            await self._releaser.take([item_id], "delete", record=False)
-            await self._releaser.release([item_id])
+            await self._releaser.take([item.id], "delete", record=False)
+            await self._releaser.release([member(item.id, item.size)])
         except Exception as exc:
             log.debug("unwinding a failed put: %r", exc)
 
