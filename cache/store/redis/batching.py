@@ -24,6 +24,7 @@ from ...item import is_valid_id
 from .codec import FIELDS, fields_of, payload, text
 from .keys import DATA_FIELD, LUA_KEYS, RedisClient, RedisKeys
 from .link import RETRYABLE, ScriptLine
+from .ownership import Mine
 from .scripts import (
     EXPIRED,
     LAST_READ,
@@ -33,6 +34,7 @@ from .scripts import (
     SERVED,
     Counters,
     ReadResult,
+    member,
 )
 from .tuning import PIPELINE_RETRIES, RELEASE_CHUNK
 from .wire import Wire, wire_for
@@ -71,6 +73,18 @@ local counters = release_held(gone)
 return {counters[1], counters[2], table.concat(out, '\\n')}
 """
 )
+
+# One server only, a client's DELETE of an item this node stored (it knows the item's
+# facts: `ownership.Mine`): DEL, then the ledger's ZREM and the bytes, without reading the
+# item back. KEYS: item, counters, ledger. ARGV: its ledger member. -> {1, bytes} deleted
+# and released (this call counts it), {0} no key (lost or taken: `lost.missing` decides),
+# {2} a key but no reservation: a hash a read's HINCRBY made after the item went (a real
+# item's key and member go together in one script on one server), deleted, not counted.
+TAKE_KNOWN = """
+if redis.call('DEL', KEYS[1]) == 0 then return {0} end
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return {2} end
+return {1, redis.call('HINCRBY', KEYS[2], 'bytes', 0 - tonumber(string.match(ARGV[1], '%d+$')))}
+"""
 
 AGAIN = (NoScriptError, *RETRYABLE)
 
@@ -153,6 +167,7 @@ class Batches:
         self.wire: Wire | None = None if self._single is None else wire_for(self._single)
         script = client.register_script
         self._take, self._take_many = script(TAKE), script(TAKE_MANY)
+        self._take_known = script(TAKE_KNOWN)
         self._release = script(RELEASE)
 
     async def pipeline(self, calls: Sequence[Call]) -> list[Any]:
@@ -201,6 +216,19 @@ class Batches:
             )
             return taken_from(valid, reply)
         return taken_from(valid, await self._take_many(capacity, args))
+
+    async def take_known(self, item_id: str, mine: Mine) -> TakeResult:
+        """A client's DELETE of an item this node stored, on one server (TAKE_KNOWN)."""
+        _, _, size, sha256, created_ms, deadline_ms = mine
+        keys = [self._keys.item(item_id), *self._keys.capacity]
+        assert self.wire is not None
+        (reply,) = await self._checked(
+            await self.wire.run([[len(keys), *keys, member(item_id, size)]], [self._take_known])
+        )
+        if int(reply[0]) != 1:
+            return TakeResult([], [item_id])
+        taken = Taken(item_id, sha256, size, created_ms, deadline_ms)
+        return TakeResult([taken], [item_id], None, Counters(int(reply[1]), -1))
 
     async def close(self) -> None:
         if self.wire is not None:

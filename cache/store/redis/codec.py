@@ -81,14 +81,14 @@ def encode(item: Item) -> dict[str, str]:
 
 
 def decode(
-    item_id: str, fields: Mapping[str, str], clock: Clock, local: tuple[float, ...] | None
+    item_id: str, fields: Mapping[str, str], clock: Clock, local: tuple[float, float] | None
 ) -> Item:
     """`local` is (created, deadline) on this node's monotonic clock when this node stored
     the item: exact, where a conversion from wall ms would carry rounding."""
     created_wall = int(fields["created_ms"]) / 1000
     deadline_wall = int(fields["deadline_ms"]) / 1000
     if local is not None:
-        created, deadline = local[0], local[1]
+        created, deadline = local
     else:
         offset = clock.monotonic() - clock.wall()
         created, deadline = created_wall + offset, deadline_wall + offset

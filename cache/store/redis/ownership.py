@@ -11,11 +11,14 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from ...clock import Clock
+from ...item import Item
 from ..deadlines import Deadlines, Entry
+from .codec import wall_ms
 
-# An item this node stored: (created, deadline) on this node's monotonic clock, and its
-# size (which names its reservation in the ledger, `scripts.member`).
-Mine: TypeAlias = tuple[float, float, int]
+# An item this node stored: (created, deadline) on this node's monotonic clock, then what
+# its purge records without reading it back from Redis (`batching.TAKE_KNOWN`): size (which
+# also names its reservation, `scripts.member`), sha256, created_ms and deadline_ms (wall).
+Mine: TypeAlias = tuple[float, float, int, str, int, int]
 
 
 def _deadline(mine: Mine) -> float:
@@ -27,9 +30,11 @@ class OwnItems:
         self.times: dict[str, Mine] = {}  # insertion order == creation order
         self.deadlines = Deadlines(self.times, _deadline)
 
-    def add(self, item_id: str, created: float, deadline: float, size: int) -> None:
-        self.times[item_id] = (created, deadline, size)
-        self.deadlines.push(deadline, item_id)
+    def add(self, item: Item) -> None:
+        created_ms, deadline_ms = wall_ms(item.created_wall), wall_ms(item.deadline_wall)
+        facts = (item.created, item.deadline, item.size, item.sha256, created_ms, deadline_ms)
+        self.times[item.id] = facts
+        self.deadlines.push(item.deadline, item.id)
 
     def oldest_created(self) -> float | None:
         oldest = next(iter(self.times.values()), None)

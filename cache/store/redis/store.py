@@ -178,7 +178,7 @@ class RedisStore(ItemStore):
         finally:
             if isinstance(data, bytearray):
                 zero(data)  # Redis holds the bytes now, or nothing was kept
-        self._own.add(item.id, item.created, item.deadline, item.size)
+        self._own.add(item)
         self._metrics.stored.labels(source).inc()
         self._audit.stored(item, ttl, max_reads)
         for listener in self._listeners:

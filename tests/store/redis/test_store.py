@@ -14,7 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from cache.store.redis.persistence import check_persistence
 from tests.support import images
-from tests.support.nodes import Nodes, counters, node_of, purged
+from tests.support.nodes import Nodes, counters, node_of, purged, shared
 from tests.support.redisproc import RedisClusterProcs, Topology, all_keys, item_keys
 from tests.support.service import Service
 
@@ -225,4 +225,24 @@ async def test_reads_of_gone_items_leave_no_key_behind(nodes: Nodes, topology: T
             assert (await service.client.get(f"/v1/images/{item_id}")).status == 404
             assert (await service.client.get(f"/v1/images/{item_id}/meta")).status == 404
     assert item_keys(all_keys(topology)) == []
+    assert await counters(a) == (0, 0)
+
+
+async def test_a_delete_of_a_hash_remade_by_a_late_read_counts_nothing(
+    nodes: Nodes, topology: Topology
+) -> None:
+    """A's DELETE of its own item skips reading it back (TAKE_KNOWN, one server). After B
+    deleted the item, a read's HINCRBY can make a hash holding `reads` alone under its key:
+    A's DEL removes it, finds no reservation, and counts no second purge."""
+    a, b = await nodes()
+    created = await a.upload_ok(images.png(), ttl=30)
+    assert (await b.client.delete(f"/v1/images/{created['id']}")).status == 204
+    store = shared(a)
+    await store.client.hincrby(store.keys.item(created["id"]), "reads", 1)  # the late read
+    assert (await a.client.delete(f"/v1/images/{created['id']}")).status == 404
+    assert item_keys(all_keys(topology)) == []
+    assert purged(await a.metrics(), "delete") + purged(await b.metrics(), "delete") == 1
+    assert [e["id"] for e in a.audit.events("purged") + b.audit.events("purged")] == [
+        created["id"]
+    ]
     assert await counters(a) == (0, 0)
