@@ -33,6 +33,13 @@ class CommandCost:
     calls: float  # per lifecycle, every command commandstats counts
     cpu_us: float  # per lifecycle, Redis CPU in those commands
     per_command: dict[str, tuple[float, float]]  # name -> (calls, µs) per lifecycle
+    process_us: float = 0.0  # per lifecycle, redis-server's CPU (INFO cpu), sockets included
+
+
+def _process_seconds(client: redis.Redis) -> float:
+    """redis-server's CPU so far, user + system, every thread (INFO cpu)."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
 def _commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
@@ -50,11 +57,16 @@ def loaded(
     """`lifecycle.measure`'s load, with Redis's commandstats over exactly the measured wrk
     run (warm-ups excluded), per lifecycle completed."""
     client = redis.Redis(port=redis_port)
+    started: list[float] = []
+
+    def reset() -> None:
+        client.config_resetstat()
+        started.append(_process_seconds(client))
+
     try:
-        load = measure(
-            system, "png100k", url, servers, body, ctx, query, before_run=client.config_resetstat
-        )
+        load = measure(system, "png100k", url, servers, body, ctx, query, before_run=reset)
         stats = _commandstats(client)
+        process = _process_seconds(client) - started[-1]
     finally:
         client.close()
     cycles = max(1, load.cycles)
@@ -64,7 +76,10 @@ def loaded(
         if name not in IGNORED
     }
     cost = CommandCost(
-        sum(c for c, _ in per.values()), sum(u for _, u in per.values()), dict(sorted(per.items()))
+        sum(c for c, _ in per.values()),
+        sum(u for _, u in per.values()),
+        dict(sorted(per.items())),
+        process * 1e6 / cycles,
     )
     return load, cost
 
@@ -143,6 +158,13 @@ def run(ctx: Ctx) -> Section:
         f"≤ {CPU_TARGET_US} µs",
         at_most(cost.cpu_us, CPU_TARGET_US),
     )
+    section.add(
+        "  redis-server CPU per lifecycle (INFO cpu: every command once, sockets included)",
+        fmt(cost.process_us, "µs"),
+        f"aiohttp+Redis {fmt(ref_cost.process_us, 'µs')}",
+        ratio(cost.process_us, ref_cost.process_us),
+        "",
+    )
     for name, (calls, usec) in cost.per_command.items():
         section.add(f"  commandstats: {name}", f"{calls:.2f} calls", f"{usec:.1f} µs", None, "")
     for load in ours + refs:
@@ -156,6 +178,7 @@ def run(ctx: Ctx) -> Section:
             "lifecycle_ratio_redis_backend_vs_redis": vs,
             "redis_calls_per_lifecycle": cost.calls,
             "redis_cpu_us_per_lifecycle": cost.cpu_us,
+            "redis_process_cpu_us_per_lifecycle": cost.process_us,
         }
     )
     section.series["redis_loads"] = [x.as_dict() for x in ours + refs]
