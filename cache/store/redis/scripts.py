@@ -21,48 +21,38 @@ from .wire import Wire
 # read the item's `size`, the node that stored it, or the scan that read the member.
 # Items held are the ledger's ZCARD: there is no separate count to keep in step.
 
-# A Lua function for scripts whose KEYS are counters, ledger: reserve `size` for `id` due at
-# `deadline` -> {1, bytes, items} reserved, or {0, bytes, items, the deadline by which the
-# earliest reservations free room for this one}: the ledger walked in deadline order, at
-# most 256 entries (past that, the last one walked: a lower bound). A retried call finds
-# its member in the ledger (ZADD NX answers 0) and reserves nothing twice. Taken first,
-# checked after, given back when over: three calls on the way that succeeds.
-RESERVE_FUNCTION = """
-local function reserve(id, size, deadline, max_bytes, max_items)
-  local member = id .. ' ' .. size
-  if redis.call('ZADD', KEYS[2], 'NX', deadline, member) == 0 then
-    local held = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
-    return {1, held, redis.call('ZCARD', KEYS[2])}
-  end
-  local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', size)
-  local items = redis.call('ZCARD', KEYS[2])
-  local over_bytes = bytes - max_bytes
-  local over_items = items - max_items
-  if over_items > 0 or over_bytes > 0 then
-    redis.call('ZREM', KEYS[2], member)
-    bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - size)
-    items = items - 1
-    local at = false
-    local walk = redis.call('ZRANGE', KEYS[2], 0, 255, 'WITHSCORES')
-    for i = 1, #walk, 2 do
-      if over_bytes <= 0 and over_items <= 0 then break end
-      over_bytes = over_bytes - tonumber(string.match(walk[i], '%d+$') or '0')
-      over_items = over_items - 1
-      at = walk[i + 1]
-    end
-    return {0, bytes, items, at}
-  end
-  return {1, bytes, items}
+# KEYS: counters, ledger. ARGV: id, size, deadline_ms, max_bytes, max_items. Reserve `size`
+# for `id` due at `deadline_ms` -> {1, bytes, items} reserved, or {0, bytes, items, the
+# deadline by which the earliest reservations free room for this one}: the ledger walked in
+# deadline order, at most 256 entries (past that, the last one walked: a lower bound). A
+# retried call finds its member in the ledger (ZADD NX answers 0) and reserves nothing
+# twice. Taken first, checked after, given back when over: three calls on the way that
+# succeeds, in straight-line code (a function defined per call costs Redis a few µs more).
+RESERVE = """
+local size = tonumber(ARGV[2])
+local member = ARGV[1] .. ' ' .. ARGV[2]
+if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], member) == 0 then
+  local held = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+  return {1, held, redis.call('ZCARD', KEYS[2])}
 end
+local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', size)
+local items = redis.call('ZCARD', KEYS[2])
+local over_bytes = bytes - tonumber(ARGV[4])
+local over_items = items - tonumber(ARGV[5])
+if over_items <= 0 and over_bytes <= 0 then return {1, bytes, items} end
+redis.call('ZREM', KEYS[2], member)
+bytes = redis.call('HINCRBY', KEYS[1], 'bytes', 0 - size)
+items = items - 1
+local at = false
+local walk = redis.call('ZRANGE', KEYS[2], 0, 255, 'WITHSCORES')
+for i = 1, #walk, 2 do
+  if over_bytes <= 0 and over_items <= 0 then break end
+  over_bytes = over_bytes - tonumber(string.match(walk[i], '%d+$') or '0')
+  over_items = over_items - 1
+  at = walk[i + 1]
+end
+return {0, bytes, items, at}
 """
-
-# KEYS: counters, ledger. ARGV: id, size, deadline_ms, max_bytes, max_items.
-RESERVE = (
-    RESERVE_FUNCTION
-    + """
-return reserve(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
-"""
-)
 
 # A Lua function for scripts whose KEYS are counters, ledger (`keys.capacity`): give back
 # the reservations `members` -> {bytes, items, released}. Only a member still in the ledger
