@@ -21,19 +21,14 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from ...item import is_valid_id
-from .codec import FIELDS, fields_of, payload, text
-from .keys import DATA_FIELD, LUA_KEYS, RedisClient, RedisKeys
+from .codec import text
+from .keys import LUA_KEYS, RedisClient, RedisKeys
 from .link import RETRYABLE, ScriptLine
 from .ownership import Mine
 from .scripts import (
-    EXPIRED,
-    LAST_READ,
-    MISSING,
     RELEASE,
     RELEASE_HELD,
-    SERVED,
     Counters,
-    ReadResult,
     member,
 )
 from .tuning import PIPELINE_RETRIES, RELEASE_CHUNK
@@ -280,19 +275,6 @@ class Batches:
         last = replies[-1]
         return Counters(int(last[0]), int(last[1]))
 
-    async def store(
-        self, item_id: str, px: int, data: bytes | bytearray | memoryview, meta: dict[str, str]
-    ) -> None:
-        """The item's hash, metadata and bytes in one HSET, with its PX backstop, to the
-        item's slot (its reservation, which is also its deadline-index entry, came first).
-        The bytes go as they are: never through a script."""
-        key, fields = self._keys.item(item_id), [p for pair in meta.items() for p in pair]
-        write: list[list[Any]] = [
-            ["HSET", key, *fields, DATA_FIELD, payload(data)],
-            ["PEXPIRE", key, px],
-        ]
-        await self._checked(await self._plain(write))
-
     @staticmethod
     async def _checked(replies: list[Any]) -> list[Any]:
         for reply in replies:
@@ -300,38 +282,9 @@ class Batches:
                 raise reply
         return replies
 
-    async def read(self, item_id: str, now_ms: int, count: bool) -> ReadResult:
-        """HINCRBY `reads` (when `count`), then HMGET the bytes and metadata: one pipeline,
-        one key, no script. Each counted reader gets its own ordinal, so concurrent readers
-        on any number of nodes get exactly `max_reads` bodies; the one whose ordinal is
-        `max_reads` deletes the item (LAST_READ, `RedisStore.read`) and the rest are refused.
-        A HINCRBY on a key that had gone makes a hash with `reads` alone: it is refused and
-        deleted here (nothing else ever writes a hash without `deadline_ms`)."""
-        key = self._keys.item(item_id)
-        commands: list[list[Any]] = [["HMGET", key, DATA_FIELD, *FIELDS]]
-        if count:
-            commands.insert(0, ["HINCRBY", key, "reads", 1])
-        replies = await self._checked(await self._plain(commands))
-        data, *values = replies[-1]
-        meta = fields_of(values)
-        if "deadline_ms" not in meta:
-            if count and meta:  # made by our HINCRBY: nothing may keep it
-                await self._checked(await self._plain([["DEL", key]]))
-            return ReadResult(MISSING)
-        if now_ms >= int(meta["deadline_ms"]):
-            return ReadResult(EXPIRED)
-        status = SERVED
-        if count and "max_reads" in meta:
-            ordinal, limit = int(replies[0]), int(meta["max_reads"])
-            if ordinal > limit:
-                return ReadResult(MISSING)  # another reader took the last read
-            status = LAST_READ if ordinal == limit else SERVED
-        if data is None:
-            return ReadResult(MISSING)
-        return ReadResult(status, data, meta)
-
-    async def _plain(self, commands: list[list[Any]]) -> list[Any]:
-        """Plain commands in one pipeline: on the request path's wire on one server."""
+    async def plain(self, commands: list[list[Any]]) -> list[Any]:
+        """Plain commands in one pipeline, replies (or errors) in place: on the request
+        path's wire on one server."""
         if self.wire is not None:
             return list(await self.wire.call(commands))
         return await self.pipeline([command(*c) for c in commands])

@@ -26,6 +26,7 @@ from ..api import Capacity, ItemStore, Job, Receipt, SharedLists
 from ..records import ReleaseRecorder
 from .codec import FIELDS, encode, fields_of, wall_ms
 from .index import indexed_ids, items_of, scanned_ids
+from .item_hash import ItemHash
 from .keys import RedisClient, RedisKeys
 from .link import RedisLink
 from .ownership import OwnItems
@@ -87,6 +88,7 @@ class RedisStore(ItemStore):
         self._releaser = Releaser(client, keys, clock, metrics, recorder, self._mine, self.link)
         self._scripts = self._releaser.scripts
         self._batches = self._releaser.batches
+        self._hash = ItemHash(keys, self._batches)
         metrics.watch_oldest_age(self.oldest_age)
 
     @property
@@ -195,7 +197,7 @@ class RedisStore(ItemStore):
             await self._reserve(item)
             try:  # the reservation is its deadline-index entry: a node dying mid-put leaves
                 # only that, which the sweeps and the ledger scan clean up
-                await self._batches.store(item.id, self._px(item), data, encode(item))
+                await self._hash.store(item.id, self._px(item), data, encode(item))
             except BaseException:
                 await self._unwind(item)
                 raise
@@ -249,7 +251,7 @@ class RedisStore(ItemStore):
         reads.started(item_id)
         try:
             async with self.link.call("read"):
-                result = await self._batches.read(item_id, self._releaser.now_ms(), count)
+                result = await self._hash.read(item_id, self._releaser.now_ms(), count)
         finally:
             purged_meanwhile = reads.ended(item_id)
         if result.status == EXPIRED:
