@@ -249,7 +249,7 @@ class Releaser:
             ledger, "-inf", cutoff_ms, start=0, num=LEDGER_BATCH
         )
         entries = [m for m in stale if isinstance(m, bytes | str)]
-        members = sorted(text(m) for m in entries if parse_member(m)[0])
+        members = sorted(text(m) for m in entries if is_valid_id(parse_member(m)[0]))
         await self.take(sorted(valid_ids(entries)), "ttl")
         released = await self.lost.release(members)  # their keys went unseen: lost
         self.lost.record(released)
