@@ -25,12 +25,7 @@ from .codec import text
 from .keys import LUA_KEYS, RedisClient, RedisKeys
 from .link import RETRYABLE, ScriptLine
 from .ownership import Mine
-from .scripts import (
-    RELEASE,
-    RELEASE_HELD,
-    Counters,
-    member,
-)
+from .scripts import RELEASE, RELEASE_HELD, Counters, member
 from .tuning import PIPELINE_RETRIES, RELEASE_CHUNK
 from .wire import Wire, wire_for
 
