@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from ...clock import Clock
-from ...errors import CacheFull, NotFound, ServiceUnavailable, StorageUnavailable
+from ...errors import NotFound, ServiceUnavailable, StorageUnavailable
 from ...item import ImageFacts, Item, is_valid_id, new_item
 from ...proof.audit import AuditLog
 from ...proof.checks import CheckResult
@@ -32,11 +32,11 @@ from .link import RedisLink
 from .ownership import OwnItems
 from .persistence import PersistenceWatch
 from .release import Releaser
+from .reservations import SharedCapacity
 from .scripts import EXPIRED, LAST_READ, MISSING, member
 from .sharedlists import RedisSharedLists
 from .tuning import (
     EPOCH_CHECK_INTERVAL,
-    FULL_HINT_SECONDS,
     INDEX_SWEEP_EVERY,
     LEDGER_SCAN_INTERVAL,
     LEDGER_SLACK_MS,
@@ -70,7 +70,6 @@ class RedisStore(ItemStore):
         self._clock = clock
         self._metrics = metrics
         self._audit = audit
-        self._capacity = capacity
         self._grace = grace
         self.link = RedisLink(metrics)
         self.link.on_reconnect = self._persistence.recheck_soon
@@ -79,8 +78,6 @@ class RedisStore(ItemStore):
         self._mine = self._own.times
         self._retry_at = 0.0
         self._next_index_sweep = 0.0
-        self._full_until = 0.0
-        self._room_at = 0.0
         self._purging = asyncio.Lock()
         self._closed = False
         self._listeners: list[Callable[[float], None]] = []
@@ -89,6 +86,7 @@ class RedisStore(ItemStore):
         self._scripts = self._releaser.scripts
         self._batches = self._releaser.batches
         self._hash = ItemHash(keys, self._batches)
+        self._room = SharedCapacity(capacity, self._scripts, self._releaser, clock)
         metrics.watch_oldest_age(self.oldest_age)
 
     @property
@@ -117,7 +115,7 @@ class RedisStore(ItemStore):
         return 0.0 if created is None else max(0.0, self._clock.monotonic() - created)
 
     def has_room(self, size: int) -> bool:
-        return self._clock.monotonic() >= self._full_until
+        return not self._room.hinted_full()
 
     def earliest_deadline(self) -> float | None:
         earliest = self._own.earliest()
@@ -194,7 +192,7 @@ class RedisStore(ItemStore):
         if self._persistence.refusing is not None:
             raise ServiceUnavailable("the shared storage may write to disk; not storing")
         async with self.link.call("put"):
-            await self._reserve(item)
+            await self._room.reserve(item)
             try:  # the reservation is its deadline-index entry: a node dying mid-put leaves
                 # only that, which the sweeps and the ledger scan clean up
                 await self._hash.store(item.id, self._px(item), data, encode(item))
@@ -209,28 +207,11 @@ class RedisStore(ItemStore):
         """The backstop TTL, from now: Redis drops the keys at deadline + grace by itself."""
         return max(1, wall_ms(item.deadline_wall + self._grace) - self._releaser.now_ms())
 
-    async def _reserve(self, item: Item) -> None:
-        """Capacity for the whole cache, checked and taken in one step (RESERVE)."""
-        limit = self._capacity
-        deadline_ms = wall_ms(item.deadline_wall)
-        reservation = await self._scripts.reserve(
-            item.id, item.size, deadline_ms, limit.max_bytes, limit.max_items
-        )
-        self._releaser.set_counters(reservation.counters)
-        if not reservation.ok:
-            earliest = reservation.earliest_deadline_ms
-            wait = 1.0 if earliest is None else (earliest - self._releaser.now_ms()) / 1000
-            # Refuse early (before reading bodies) for a moment; RESERVE stays the judge.
-            now = self._clock.monotonic()
-            self._full_until = now + min(max(wait, 0.0), FULL_HINT_SECONDS)
-            self._room_at = now + max(wait, 0.0)
-            raise CacheFull("the cache is full; retry after the earliest deadline", wait)
-
     def room_at(self, size: int) -> float | None:
         """While a refusal's hint lasts: the deadline its RESERVE walked the shared ledger to
         (the earliest that frees room for that upload)."""
-        if self._clock.monotonic() < self._full_until:
-            return self._room_at
+        if self._room.hinted_full():
+            return self._room.room_at()
         return super().room_at(size)
 
     async def _unwind(self, item: Item) -> None:
