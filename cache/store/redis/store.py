@@ -5,8 +5,9 @@ Each node keeps an exact timer for the items it stored (`ownership`: a heap on i
 monotonic clock); its sweep also takes due entries from the shared deadline index, so the
 items of a node that died are purged by the others. Shared deadlines are wall-clock Unix
 ms: monotonic clocks differ between machines. Releases (and counting each one once) are
-in `release`, batched Redis work in `batching`, talking to a Redis that may be gone in
-`link`, key names in `keys`, Lua in `scripts`, every constant in `tuning`.
+in `release`, batched Redis work in `batching`, an item's own hash in `item_hash`, the
+shared capacity in `reservations`, talking to a Redis that may be gone in `link`, key
+names in `keys`, Lua in `scripts`, every constant in `tuning`.
 """
 
 from __future__ import annotations
