@@ -79,6 +79,14 @@ return {1, redis.call('HINCRBY', KEYS[2], 'bytes', 0 - tonumber(string.match(ARG
 AGAIN = (NoScriptError, *RETRYABLE)
 
 
+def checked(replies: list[Any]) -> list[Any]:
+    """The replies, or the first error among them raised."""
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return replies
+
+
 @dataclass(frozen=True, slots=True)
 class Taken:
     """What a purge records of an item this node deleted; times are wall-clock Unix ms."""
@@ -201,7 +209,7 @@ class Batches:
             return await self.take_pipelined(valid)
         capacity, args = self._keys.capacity, self.take_args(valid)
         if request and self.wire is not None:
-            (reply,) = await self._checked(
+            (reply,) = checked(
                 await self.wire.run([[len(capacity), *capacity, *args]], [self._take_many])
             )
             return taken_from(valid, reply)
@@ -212,7 +220,7 @@ class Batches:
         _, _, size, sha256, created_ms, deadline_ms = mine
         keys = [self._keys.item(item_id), *self._keys.capacity]
         assert self.wire is not None
-        (reply,) = await self._checked(
+        (reply,) = checked(
             await self.wire.run([[len(keys), *keys, member(item_id, size)]], [self._take_known])
         )
         if int(reply[0]) != 1:
@@ -269,13 +277,6 @@ class Batches:
                 raise reply
         last = replies[-1]
         return Counters(int(last[0]), int(last[1]))
-
-    @staticmethod
-    async def _checked(replies: list[Any]) -> list[Any]:
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
-        return replies
 
     async def plain(self, commands: list[list[Any]]) -> list[Any]:
         """Plain commands in one pipeline, replies (or errors) in place: on the request

@@ -10,18 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .batching import Batches
+from .batching import Batches, checked
 from .codec import FIELDS, fields_of, payload
 from .keys import DATA_FIELD, RedisKeys
 from .scripts import EXPIRED, LAST_READ, MISSING, SERVED, ReadResult
-
-
-def checked(replies: list[Any]) -> list[Any]:
-    """The replies, or the first error among them raised."""
-    for reply in replies:
-        if isinstance(reply, BaseException):
-            raise reply
-    return replies
 
 
 class ItemHash:
