@@ -21,7 +21,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from ...item import is_valid_id
-from .codec import text
+from .codec import COUNT_BYTES, FACTS_END, text
 from .keys import LUA_KEYS, RedisClient, RedisKeys
 from .link import RETRYABLE, ScriptLine
 from .ownership import Mine
@@ -29,14 +29,31 @@ from .scripts import RELEASE, RELEASE_HELD, Counters, member
 from .tuning import PIPELINE_RETRIES, RELEASE_CHUNK
 from .wire import Wire, wire_for
 
+# An item's facts from the start of its header (`codec.header`: the count's 4 bytes, then
+# the fields sha256, size, created_ms, deadline_ms first): a Lua function `facts(key)` ->
+# "sha256 size created_ms deadline_ms", or nil for a key with no header (a read's
+# BITFIELD made it after the item went) or no key.
+FACTS = f"""
+local function facts(key)
+  local head = redis.call('GETRANGE', key, {COUNT_BYTES}, {FACTS_END})
+  local s, z, c, d = string.match(head,
+    '^sha256=(%x+)\\tsize=(%d+)\\tcreated_ms=(%d+)\\tdeadline_ms=(%d+)[\\t\\n]')
+  if not s then return nil end
+  return s .. ' ' .. z .. ' ' .. c .. ' ' .. d
+end
+"""
+
 # KEYS: item. -> "sha256 size created_ms deadline_ms" of the item this call deleted, or
 # nil. DEL answers a positive count to exactly one caller: only that node counts it.
-TAKE = """
-local f = redis.call('HMGET', KEYS[1], 'sha256', 'size', 'created_ms', 'deadline_ms')
+TAKE = (
+    FACTS
+    + """
+local f = facts(KEYS[1])
 local deleted = redis.call('DEL', KEYS[1])
-if deleted == 0 or not f[1] then return false end
-return f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
+if deleted == 0 or not f then return false end
+return f
 """
+)
 
 # One server only: TAKE, then the ledger (deadline index and capacity) updates of RELEASE,
 # for a batch of items in one call (a round trip costs more than a dozen items). The item
@@ -47,16 +64,17 @@ return f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
 # per item this call deleted (n: its place, from 1). DEL and the ledger's ZREM count each item once.
 TAKE_MANY = (
     LUA_KEYS
+    + FACTS
     + RELEASE_HELD
     + """
 local prefix, out, n, gone = ARGV[1], {}, 0, {}
 for id in string.gmatch(ARGV[2], '%S+') do
   n = n + 1
   local item = item_key(prefix, id)
-  local f = redis.call('HMGET', item, 'sha256', 'size', 'created_ms', 'deadline_ms')
-  if redis.call('DEL', item) > 0 and f[1] then
-    out[#out + 1] = n .. ' ' .. f[1] .. ' ' .. f[2] .. ' ' .. f[3] .. ' ' .. f[4]
-    gone[#gone + 1] = id .. ' ' .. f[2]
+  local f = facts(item)
+  if redis.call('DEL', item) > 0 and f then
+    out[#out + 1] = n .. ' ' .. f
+    gone[#gone + 1] = id .. ' ' .. string.match(f, '^%x+ (%d+)')
   end
 end
 local counters = release_held(gone)
@@ -68,7 +86,7 @@ return {counters[1], counters[2], table.concat(out, '\\n')}
 # facts: `ownership.Mine`): DEL, then the ledger's ZREM and the bytes, without reading the
 # item back. KEYS: item, counters, ledger. ARGV: its ledger member. -> {1, bytes} deleted
 # and released (this call counts it), {0} no key (lost or taken: `lost.missing` decides),
-# {2} a key but no reservation: a hash a read's HINCRBY made after the item went (a real
+# {2} a key but no reservation: a value a read's BITFIELD made after the item went (a real
 # item's key and member go together in one script on one server), deleted, not counted.
 TAKE_KNOWN = """
 if redis.call('DEL', KEYS[1]) == 0 then return {0} end

@@ -6,7 +6,7 @@ Ops calls (listing, purge by hash, purge all) read these; the hot paths never do
 from __future__ import annotations
 
 from ...item import Item
-from .codec import FIELDS, fields_of, text
+from .codec import COUNT_BYTES, HEADER_MAX, parse, text
 from .keys import RedisClient, RedisKeys
 from .release import Releaser, valid_ids
 from .tuning import LIST_CHUNK
@@ -15,19 +15,20 @@ from .tuning import LIST_CHUNK
 async def indexed_ids(client: RedisClient, keys: RedisKeys, sha256: str | None) -> list[str]:
     """Ids in the deadline index (the ledger), all or those held with one SHA-256. There is
     no index by hash: it would cost every upload and every purge two more calls, for an
-    operator's purge by hash, which reads each item's hash instead (a pipeline of HGET per
-    LIST_CHUNK items)."""
+    operator's purge by hash, which reads each item's header instead (a pipeline of
+    GETRANGE per LIST_CHUNK items)."""
     ids = sorted(valid_ids(await client.zrange(keys.ledger, 0, -1)))  # type: ignore[arg-type]
     if sha256 is None:
         return ids
     matching: list[str] = []
+    want = f"sha256={sha256}\t"  # the first field of every header
     for start in range(0, len(ids), LIST_CHUNK):
         chunk = ids[start : start + LIST_CHUNK]
         pipe = client.pipeline(transaction=False)
         for item_id in chunk:
-            pipe.hget(keys.item(item_id), "sha256")
+            pipe.getrange(keys.item(item_id), COUNT_BYTES, COUNT_BYTES + len(want) - 1)
         held = await pipe.execute()
-        matching += [i for i, h in zip(chunk, held, strict=True) if h and text(h) == sha256]
+        matching += [i for i, h in zip(chunk, held, strict=True) if text(h) == want]
     return matching
 
 
@@ -50,9 +51,9 @@ async def items_of(
         chunk = ids[start : start + LIST_CHUNK]
         pipe = client.pipeline(transaction=False)
         for item_id in chunk:
-            pipe.hmget(keys.item(item_id), FIELDS)  # not the bytes
+            pipe.getrange(keys.item(item_id), 0, HEADER_MAX - 1)  # not the bytes
         for item_id, raw in zip(chunk, await pipe.execute(), strict=True):
-            fields = fields_of(raw)
-            if "deadline_ms" in fields:
+            fields, _ = parse(raw)
+            if fields:
                 items.append(releaser.item(item_id, fields))
     return sorted(items, key=lambda it: it.created)

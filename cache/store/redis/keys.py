@@ -1,11 +1,12 @@
 """Every Redis key name of the shared store, in one place, for Python and for Lua.
 
-An item is one hash, `{prefix}{<id>}:item`: its metadata fields and, in the field `data`,
-its bytes. One key makes a put one HSET (and its PEXPIRE), a read one HMGET and a purge one
-DEL, and a cluster keeps everything of an item in one slot. The bytes counter and the
-ledger of reservations (members "<id> <size>") share the `{cap}` tag, so one script updates
-them together; the ledger, scored by deadline, is also the shared deadline index (every
-put and release passes through `{cap}` anyway: a separate index would only add calls).
+An item is one string, `{prefix}{<id>}:item`: a header (read count and metadata, see
+`codec`), then its bytes. One key makes a put one SET, a read one GET (after the count's
+BITFIELD) and a purge one DEL, and a cluster keeps everything of an item in one slot.
+The bytes counter and the ledger of reservations (members "<id> <size>") share the `{cap}`
+tag, so one script updates them together; the ledger, scored by deadline, is also the
+shared deadline index (every put and release passes through `{cap}` anyway: a separate
+index would only add calls).
 Hash-list entries added through the admin API share the `{bl}` tag with their version
 counter.
 
@@ -29,9 +30,8 @@ RedisClient: TypeAlias = "Redis | RedisCluster"
 
 # Each key with one variable part: prefix + head + part + tail.
 SHAPES: dict[str, tuple[str, str]] = {
-    "item": ("{", "}:item"),  # an item: its metadata fields and its bytes (field `data`)
+    "item": ("{", "}:item"),  # an item: its header, then its bytes
 }
-DATA_FIELD = "data"  # the field of an item's hash that holds its bytes
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 

@@ -149,7 +149,7 @@ class Reservation:
 @dataclass(frozen=True, slots=True)
 class ReadResult:
     status: int
-    data: bytes | None = None  # set when SERVED or LAST_READ
+    data: bytes | memoryview | None = None  # set when SERVED or LAST_READ
     meta: Mapping[str, str] | None = None
 
 

@@ -5,7 +5,7 @@ Each node keeps an exact timer for the items it stored (`ownership`: a heap on i
 monotonic clock); its sweep also takes due entries from the shared deadline index, so the
 items of a node that died are purged by the others. Shared deadlines are wall-clock Unix
 ms: monotonic clocks differ between machines. Releases (and counting each one once) are
-in `release`, batched Redis work in `batching`, an item's own hash in `item_hash`, the
+in `release`, batched Redis work in `batching`, an item's value in `item_value`, the
 shared capacity in `reservations`, talking to a Redis that may be gone in `link`, key
 names in `keys`, Lua in `scripts`, every constant in `tuning`.
 """
@@ -25,9 +25,9 @@ from ...proof.metrics import Metrics
 from ...wipe import zero
 from ..api import Capacity, ItemStore, Job, Receipt, SharedLists
 from ..records import ReleaseRecorder
-from .codec import FIELDS, encode, fields_of, wall_ms
+from .codec import HEADER_MAX, encode, parse, wall_ms
 from .index import indexed_ids, items_of, scanned_ids
-from .item_hash import ItemHash
+from .item_value import ItemValue
 from .keys import RedisClient, RedisKeys
 from .link import RedisLink
 from .ownership import OwnItems
@@ -86,7 +86,7 @@ class RedisStore(ItemStore):
         self._releaser = Releaser(client, keys, clock, metrics, recorder, self._mine, self.link)
         self._scripts = self._releaser.scripts
         self._batches = self._releaser.batches
-        self._hash = ItemHash(keys, self._batches)
+        self._value = ItemValue(keys, self._batches)
         self._room = SharedCapacity(capacity, self._scripts, self._releaser, clock)
         metrics.watch_oldest_age(self.oldest_age)
 
@@ -142,9 +142,9 @@ class RedisStore(ItemStore):
         if not is_valid_id(item_id):
             raise NotFound()
         async with self.link.call("meta"):
-            raw = await self._client.hmget(self._keys.item(item_id), FIELDS)
-        fields = fields_of(raw)
-        if "deadline_ms" not in fields:
+            raw = await self._client.getrange(self._keys.item(item_id), 0, HEADER_MAX - 1)
+        fields, _ = parse(raw)
+        if not fields:
             raise NotFound()
         item = self._releaser.item(item_id, fields)
         if item.reads_left == 0:
@@ -196,7 +196,7 @@ class RedisStore(ItemStore):
             await self._room.reserve(item)
             try:  # the reservation is its deadline-index entry: a node dying mid-put leaves
                 # only that, which the sweeps and the ledger scan clean up
-                await self._hash.store(item.id, self._px(item), data, encode(item))
+                await self._value.store(item.id, self._px(item), data, encode(item))
             except BaseException:
                 await self._unwind(item)
                 raise
@@ -233,7 +233,7 @@ class RedisStore(ItemStore):
         reads.started(item_id)
         try:
             async with self.link.call("read"):
-                result = await self._hash.read(item_id, self._releaser.now_ms(), count)
+                result = await self._value.read(item_id, self._releaser.now_ms(), count)
         finally:
             purged_meanwhile = reads.ended(item_id)
         if result.status == EXPIRED:

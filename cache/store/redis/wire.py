@@ -35,6 +35,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .tuning import CONNECT_TIMEOUT, SOCKET_TIMEOUT
 
 
+class Joined(tuple[bytes | memoryview, ...]):
+    """One argument that is its parts one after another (an item's header, then its bytes),
+    sent part by part: never joined into one buffer."""
+
+    __slots__ = ()
+
+
 def pack(commands: Sequence[Sequence[Any]]) -> list[bytes | memoryview]:
     """RESP arrays; large bytes arguments are passed on as they are, not copied."""
     out: list[bytes | memoryview] = []
@@ -42,6 +49,12 @@ def pack(commands: Sequence[Sequence[Any]]) -> list[bytes | memoryview]:
     for args in commands:
         head.append(b"*%d\r\n" % len(args))
         for arg in args:
+            if isinstance(arg, Joined):
+                head.append(b"$%d\r\n" % sum(memoryview(p).nbytes for p in arg))
+                out.append(b"".join(head))
+                out += arg
+                head = [b"\r\n"]
+                continue
             if isinstance(arg, str):
                 value: bytes | memoryview = arg.encode()
             elif isinstance(arg, int):

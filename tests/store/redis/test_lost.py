@@ -95,7 +95,7 @@ async def test_a_read_line_never_follows_the_purged_line(nodes: Nodes) -> None:
     a, _ = await nodes()
     created = await a.upload_ok(images.png(), ttl=30)
     store = shared(a)
-    real_read = store._hash.read
+    real_read = store._value.read
     reply_held = asyncio.Event()
     purge_done = asyncio.Event()
 
@@ -105,7 +105,7 @@ async def test_a_read_line_never_follows_the_purged_line(nodes: Nodes) -> None:
         await purge_done.wait()  # ... and its reply comes back after it
         return result
 
-    store._hash.read = slow_reply  # type: ignore[method-assign]
+    store._value.read = slow_reply  # type: ignore[method-assign]
     read = asyncio.create_task(a.client.get(f"/v1/images/{created['id']}"))
     await reply_held.wait()
     assert (await a.client.delete(f"/v1/images/{created['id']}")).status == 204
@@ -113,7 +113,7 @@ async def test_a_read_line_never_follows_the_purged_line(nodes: Nodes) -> None:
     assert (await read).status == 404  # its purged line is out: no read line after it
     events = [e["event"] for e in a.audit.events() if e.get("id") == created["id"]]
     assert events == ["stored", "purged"]
-    store._hash.read = real_read  # type: ignore[method-assign]
+    store._value.read = real_read  # type: ignore[method-assign]
     again = await a.upload_ok(images.png(), max_reads=1)
     assert (await a.client.get(f"/v1/images/{again['id']}")).status == 200
     events = [e["event"] for e in a.audit.events() if e.get("id") == again["id"]]
