@@ -36,6 +36,30 @@ async def test_concurrent_calls_each_get_their_own_replies(redis_server: RedisSe
     await wire.close()
 
 
+async def test_the_calls_of_one_loop_pass_go_in_one_write(redis_server: RedisServer) -> None:
+    """Under load one system call (and one read in Redis) carries many requests' commands;
+    the replies still go to the calls that wrote them, in order."""
+    flush(redis_server)
+    wire = wire_to(redis_server)
+    await wire.call([["PING"]])
+    line = wire._line
+    assert line is not None and line.transport is not None
+    writes: list[int] = []
+    real = line.transport.writelines
+
+    def counted(parts: list[bytes | memoryview]) -> None:
+        writes.append(len(parts))
+        real(parts)
+
+    line.transport.writelines = counted  # type: ignore[method-assign]
+    replies = await asyncio.gather(*(wire.call([["INCR", "n"], ["GET", "n"]]) for _ in range(20)))
+    assert [r[0] for r in replies] == list(range(1, 21))  # each call its own replies, in order
+    assert [r[1] for r in replies] == [str(n).encode() for n in range(1, 21)]
+    assert len(writes) == 1
+    assert await wire.call([["GET", "n"]]) == [b"20"] and len(writes) == 2
+    await wire.close()
+
+
 async def test_an_error_reply_is_in_place_and_the_line_goes_on(redis_server: RedisServer) -> None:
     wire = wire_to(redis_server)
     replies = await wire.call([["SET", "w", "1"], ["HGET", "w", "x"], ["GET", "w"]])
