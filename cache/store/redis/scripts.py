@@ -179,6 +179,13 @@ class Scripts:
 
     async def release(self, members: Sequence[str]) -> tuple[Counters, int]:
         """`members` (`member(id, size)`) -> the counters after (items -1: not read), and
-        how many were still reserved."""
-        reply = await self._release(keys=self._layout.capacity, args=list(members))
+        how many were still reserved. Only a failed put's undo calls this: request work,
+        on the request path's wire on one server."""
+        keys, args = self._layout.capacity, list(members)
+        if self._wire is not None:  # after any RESERVE of a put it undoes (same connection)
+            (reply,) = await self._wire.run([[len(keys), *keys, *args]], [self._release])
+            if isinstance(reply, BaseException):
+                raise reply
+        else:
+            reply = await self._release(keys=keys, args=args)
         return Counters(int(reply[0]), int(reply[1])), int(reply[2])

@@ -29,7 +29,7 @@ from .codec import HEADER_MAX, encode, parse, wall_ms
 from .index import indexed_ids, items_of, scanned_ids
 from .item_value import ItemValue
 from .keys import RedisClient, RedisKeys
-from .link import RedisLink
+from .link import RETRYABLE, RedisLink
 from .ownership import OwnItems
 from .persistence import PersistenceWatch
 from .release import Releaser
@@ -193,7 +193,11 @@ class RedisStore(ItemStore):
         if self._persistence.refusing is not None:
             raise ServiceUnavailable("the shared storage may write to disk; not storing")
         async with self.link.call("put"):
-            await self._room.reserve(item)
+            try:
+                await self._room.reserve(item)
+            except asyncio.CancelledError:  # its RESERVE may be queued or done: undo it
+                await self._unwind(item)
+                raise
             try:  # the reservation is its deadline-index entry: a node dying mid-put leaves
                 # only that, which the sweeps and the ledger scan clean up
                 await self._value.store(item.id, self._px(item), data, encode(item))
@@ -217,12 +221,21 @@ class RedisStore(ItemStore):
 
     async def _unwind(self, item: Item) -> None:
         """After a failed put: its keys and entries go, and its reservation (ours, so no
-        one else counts it) is given back. What fails here the ledger scan cleans up."""
-        try:
-            await self._releaser.take([item.id], "delete", record=False)
-            await self._releaser.release([member(item.id, item.size)])
-        except Exception as exc:
-            log.debug("unwinding a failed put: %r", exc)
+        one else counts it) is given back. On the request path's connection (one server):
+        Redis runs it after the put's own RESERVE and SET, whatever step a cancel stopped
+        the put at; a second time on a new connection when the put's own went down (Redis
+        closes a connection that sent what it refuses). Both steps are idempotent. What
+        still fails the ledger scan cleans up."""
+        for attempt in (1, 2):
+            try:
+                await self._releaser.take([item.id], "delete", record=False, request=True)
+                await self._releaser.release([member(item.id, item.size)])
+                return
+            except RETRYABLE as exc:
+                log.debug("unwinding a failed put (attempt %d): %r", attempt, exc)
+            except Exception as exc:
+                log.debug("unwinding a failed put: %r", exc)
+                return
 
     # -- reads ---------------------------------------------------------------------------
     async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes | memoryview]:

@@ -12,6 +12,7 @@ import asyncio
 
 from redis.asyncio.cluster import RedisCluster
 
+from cache.item import ImageFacts
 from cache.store.redis.persistence import check_persistence
 from tests.support import images
 from tests.support.nodes import Nodes, counters, node_of, purged, shared
@@ -246,3 +247,30 @@ async def test_a_delete_of_a_key_remade_by_a_late_read_counts_nothing(
     assert purged(await a.metrics(), "delete") + purged(await b.metrics(), "delete") == 1
     assert [e["id"] for e in a.audit.events("purged") + b.audit.events("purged")] == [created["id"]]
     assert await counters(a) == (0, 0)
+
+
+async def test_a_put_cancelled_at_any_step_leaves_nothing(nodes: Nodes, topology: Topology) -> None:
+    """A client that goes away mid-upload cancels the put wherever it waits: reserving,
+    writing the value (queued on the request path's connection, maybe not yet written), or
+    after. Whatever step it stopped at, no key and no reservation stay behind."""
+    a, _ = await nodes()
+    store, data = shared(a), images.png()
+    facts = ImageFacts("ab" * 32, len(data), "image/png", 1, 1)
+    warm = await store.put(bytearray(data), facts, 30.0, None, "upload")  # connected
+    assert await store.delete(warm.id) is not None
+    stored = 0
+    for passes in range(12):
+        put = asyncio.ensure_future(store.put(bytearray(data), facts, 30.0, None, "upload"))
+        for _ in range(passes):
+            await asyncio.sleep(0)
+        put.cancel()
+        try:
+            item = await put
+        except asyncio.CancelledError:
+            continue
+        stored += 1  # it finished before the cancel came: a real item, deleted here
+        assert await store.delete(item.id) is not None
+    await asyncio.sleep(0.05)
+    assert item_keys(all_keys(topology)) == []
+    assert await counters(a) == (0, 0)
+    assert stored < 12  # the cancels did land mid-put
