@@ -5,9 +5,10 @@ Each node keeps an exact timer for the items it stored (`ownership`: a heap on i
 monotonic clock); its sweep also takes due entries from the shared deadline index, so the
 items of a node that died are purged by the others. Shared deadlines are wall-clock Unix
 ms: monotonic clocks differ between machines. Releases (and counting each one once) are
-in `release`, batched Redis work in `batching`, an item's value in `item_value`, the
-shared capacity in `reservations`, talking to a Redis that may be gone in `link`, key
-names in `keys`, Lua in `scripts`, every constant in `tuning`.
+in `release`, batched Redis work in `batching`, an item's value in `item_value`, an
+upload's steps in `uploads`, the shared capacity in `reservations`, talking to a Redis
+that may be gone in `link`, key names in `keys`, Lua in `scripts`, every constant in
+`tuning`.
 """
 
 from __future__ import annotations
@@ -25,16 +26,16 @@ from ...proof.metrics import Metrics
 from ...wipe import zero
 from ..api import Capacity, ItemStore, Job, Receipt, SharedLists
 from ..records import ReleaseRecorder
-from .codec import HEADER_MAX, encode, parse, wall_ms
+from .codec import HEADER_MAX, parse, wall_ms
 from .index import indexed_ids, items_of, scanned_ids
 from .item_value import ItemValue
 from .keys import RedisClient, RedisKeys
-from .link import RETRYABLE, RedisLink
+from .link import RedisLink
 from .ownership import OwnItems
 from .persistence import PersistenceWatch
 from .release import Releaser
 from .reservations import SharedCapacity
-from .scripts import EXPIRED, LAST_READ, MISSING, member
+from .scripts import EXPIRED, LAST_READ, MISSING
 from .sharedlists import RedisSharedLists
 from .tuning import (
     EPOCH_CHECK_INTERVAL,
@@ -47,6 +48,7 @@ from .tuning import (
     RUN_SECONDS,
     TAKE_CHUNK,
 )
+from .uploads import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ class RedisStore(ItemStore):
         self._batches = self._releaser.batches
         self._value = ItemValue(keys, self._batches)
         self._room = SharedCapacity(capacity, self._scripts, self._releaser, clock)
+        self._uploads = Uploads(self._room, self._value, self._releaser, grace)
         metrics.watch_oldest_age(self.oldest_age)
 
     @property
@@ -187,30 +190,15 @@ class RedisStore(ItemStore):
         return item
 
     async def _write(self, item: Item, data: bytes | bytearray | memoryview) -> None:
-        """Reserve capacity, then index entries and bytes; on failure, nothing stays."""
         if self._closed:
             raise ServiceUnavailable("shutting down")
         if self._persistence.refusing is not None:
             raise ServiceUnavailable("the shared storage may write to disk; not storing")
         async with self.link.call("put"):
-            try:
-                await self._room.reserve(item)
-            except asyncio.CancelledError:  # its RESERVE may be queued or done: undo it
-                await self._unwind(item)
-                raise
-            try:  # the reservation is its deadline-index entry: a node dying mid-put leaves
-                # only that, which the sweeps and the ledger scan clean up
-                await self._value.store(item.id, self._px(item), data, encode(item))
-            except BaseException:
-                await self._unwind(item)
-                raise
+            await self._uploads.write(item, data)
         if self._closed:  # shutdown began while the bytes were being written
-            await self._unwind(item)
+            await self._uploads.unwind(item)
             raise ServiceUnavailable("shutting down")
-
-    def _px(self, item: Item) -> int:
-        """The backstop TTL, from now: Redis drops the keys at deadline + grace by itself."""
-        return max(1, wall_ms(item.deadline_wall + self._grace) - self._releaser.now_ms())
 
     def room_at(self, size: int) -> float | None:
         """While a refusal's hint lasts: the deadline its RESERVE walked the shared ledger to
@@ -218,24 +206,6 @@ class RedisStore(ItemStore):
         if self._room.hinted_full():
             return self._room.room_at()
         return super().room_at(size)
-
-    async def _unwind(self, item: Item) -> None:
-        """After a failed put: its keys and entries go, and its reservation (ours, so no
-        one else counts it) is given back. On the request path's connection (one server):
-        Redis runs it after the put's own RESERVE and SET, whatever step a cancel stopped
-        the put at; a second time on a new connection when the put's own went down (Redis
-        closes a connection that sent what it refuses). Both steps are idempotent. What
-        still fails the ledger scan cleans up."""
-        for attempt in (1, 2):
-            try:
-                await self._releaser.take([item.id], "delete", record=False, request=True)
-                await self._releaser.release([member(item.id, item.size)])
-                return
-            except RETRYABLE as exc:
-                log.debug("unwinding a failed put (attempt %d): %r", attempt, exc)
-            except Exception as exc:
-                log.debug("unwinding a failed put: %r", exc)
-                return
 
     # -- reads ---------------------------------------------------------------------------
     async def read(self, item_id: str, count: bool = True) -> tuple[Item, bytes | memoryview]:
