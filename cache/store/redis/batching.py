@@ -32,10 +32,14 @@ from .wire import Wire, wire_for
 # An item's facts from the start of its header (`codec.header`: the count's 4 bytes, then
 # the fields sha256, size, created_ms, deadline_ms first): a Lua function `facts(key)` ->
 # "sha256 size created_ms deadline_ms", or nil for a key with no header (a read's
-# BITFIELD made it after the item went) or no key.
+# BITFIELD made it after the item went), no key, or a key of another type (an older
+# node's hash): pcall, so that one such key cannot fail the batch it is in and stall the
+# purge of every item in it. Its DEL still removes it; the ledger scan or the lost check
+# gives its reservation back.
 FACTS = f"""
 local function facts(key)
-  local head = redis.call('GETRANGE', key, {COUNT_BYTES}, {FACTS_END})
+  local head = redis.pcall('GETRANGE', key, {COUNT_BYTES}, {FACTS_END})
+  if type(head) ~= 'string' then return nil end
   local s, z, c, d = string.match(head,
     '^sha256=(%x+)\\tsize=(%d+)\\tcreated_ms=(%d+)\\tdeadline_ms=(%d+)[\\t\\n]')
   if not s then return nil end

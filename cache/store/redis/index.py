@@ -27,7 +27,7 @@ async def indexed_ids(client: RedisClient, keys: RedisKeys, sha256: str | None) 
         pipe = client.pipeline(transaction=False)
         for item_id in chunk:
             pipe.getrange(keys.item(item_id), COUNT_BYTES, COUNT_BYTES + len(want) - 1)
-        held = await pipe.execute()
+        held = await pipe.execute(raise_on_error=False)  # an older layout: not matched
         matching += [i for i, h in zip(chunk, held, strict=True) if text(h) == want]
     return matching
 
@@ -52,7 +52,8 @@ async def items_of(
         pipe = client.pipeline(transaction=False)
         for item_id in chunk:
             pipe.getrange(keys.item(item_id), 0, HEADER_MAX - 1)  # not the bytes
-        for item_id, raw in zip(chunk, await pipe.execute(), strict=True):
+        replies = await pipe.execute(raise_on_error=False)  # an older layout: not listed
+        for item_id, raw in zip(chunk, replies, strict=True):
             fields, _ = parse(raw)
             if fields:
                 items.append(releaser.item(item_id, fields))

@@ -136,3 +136,28 @@ async def test_a_purge_survives_its_connection_being_killed(
     assert sorted(e["id"] for e in a.audit.events("purged")) == sorted(ids)
     assert await counters(a) == (0, 0)
     assert item_keys(all_keys(topology)) == []
+
+
+async def test_a_key_of_an_older_layout_does_not_stop_a_purge_batch(
+    nodes: Nodes, topology: Topology
+) -> None:
+    """An item key of another type (a hash, as nodes of an older layout wrote them): the
+    listings skip it, and in a due batch every other item is still purged on time and
+    that key goes too."""
+    a, _ = await nodes()
+    store = shared(a)
+    ids = [await put(store, n, 10) for n in range(5)]
+    odd = ids[2]
+    key = store.keys.item(odd)
+    node = node_of(topology, key)
+    node.cli("del", key)
+    node.cli("hset", key, "sha256", "ab" * 32, "size", str(len(DATA)), "data", "x")
+    listed = sorted(item.id for item in await store.list_items())  # operator calls go on
+    assert listed == sorted(i for i in ids if i != odd)
+    assert [item.id for item in await store.list_items(f"{0:064x}")] == [ids[0]]
+    await a.advance(11)
+    events = {e["id"]: e["reason"] for e in a.audit.events("purged")}
+    assert {i: events.get(i) for i in ids if i != odd} == {i: "ttl" for i in ids if i != odd}
+    assert events.get(odd) == "lost"  # deleted, but not as an item of this layout
+    assert item_keys(all_keys(topology)) == []
+    assert await counters(a) == (0, 0)
