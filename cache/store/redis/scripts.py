@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from redis.commands.core import AsyncScript
 
 from .codec import text
 from .keys import RedisClient, RedisKeys
@@ -164,13 +167,7 @@ class Scripts:
         self, item_id: str, size: int, deadline_ms: int, max_bytes: int, max_items: int
     ) -> Reservation:
         args: list[str | int] = [item_id, size, deadline_ms, max_bytes, max_items]
-        keys = self._layout.capacity
-        if self._wire is not None:
-            (reply,) = await self._wire.run([[len(keys), *keys, *args]], [self._reserve])
-            if isinstance(reply, BaseException):
-                raise reply
-        else:
-            reply = await self._reserve(keys=keys, args=args)
+        reply = await self._capacity_call(self._reserve, args)
         counters = Counters(int(reply[1]), int(reply[2]))
         if int(reply[0]) == 1:
             return Reservation(True, counters)
@@ -181,11 +178,17 @@ class Scripts:
         """`members` (`member(id, size)`) -> the counters after (items -1: not read), and
         how many were still reserved. Only a failed put's undo calls this: request work,
         on the request path's wire on one server."""
-        keys, args = self._layout.capacity, list(members)
-        if self._wire is not None:  # after any RESERVE of a put it undoes (same connection)
-            (reply,) = await self._wire.run([[len(keys), *keys, *args]], [self._release])
-            if isinstance(reply, BaseException):
-                raise reply
-        else:
-            reply = await self._release(keys=keys, args=args)
+        reply = await self._capacity_call(self._release, list(members))
         return Counters(int(reply[0]), int(reply[1])), int(reply[2])
+
+    async def _capacity_call(self, script: AsyncScript, args: Sequence[str | int]) -> Any:
+        """A capacity script (KEYS: counters, ledger): on one server on the request path's
+        wire, so it runs after the commands this node sent before it (a put's own RESERVE
+        before the RELEASE that undoes it); else through redis-py. An error reply raises."""
+        keys = self._layout.capacity
+        if self._wire is None:
+            return await script(keys=keys, args=args)
+        (reply,) = await self._wire.run([[len(keys), *keys, *args]], [script])
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
