@@ -28,7 +28,10 @@ class ExpiryTimer:
         self._store = store
         self._clock = clock
         self._handle: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[list[Receipt]] | None = None
+        # The timer's own purge; its result is None so that nothing of a purged item (the
+        # receipts hold ids, sha256 and sizes) outlives the purge in a finished task: those
+        # small objects, made all through a fill, would pin pymalloc's arenas (issue #14).
+        self._task: asyncio.Task[None] | None = None
         self.armed_for: float | None = None
         self._running = False
 
@@ -61,7 +64,10 @@ class ExpiryTimer:
         self._handle = None
         self.armed_for = None
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.run_due())
+            self._task = asyncio.get_running_loop().create_task(self._run_due_quietly())
+
+    async def _run_due_quietly(self) -> None:
+        await self.run_due()
 
     async def run_due(self) -> list[Receipt]:
         """Purge everything due now, then re-arm for the next deadline."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import random
 
@@ -13,7 +14,7 @@ from cache.clock import ManualClock
 from cache.item import ImageFacts
 from cache.proof.audit import AuditLog
 from cache.proof.metrics import Metrics
-from cache.store.api import Capacity
+from cache.store.api import Capacity, Receipt
 from cache.store.expiry import ExpiryTimer, Sweeper
 from cache.store.local.memory import MemoryBackend
 from cache.store.local.store import LocalStore
@@ -216,3 +217,24 @@ async def test_memory_backend_trims_the_heap_after_large_releases() -> None:
     assert await backend.delete_many(ids[39:]) == 1  # the last item: drained, trim again
     await backend.close()
     assert backend.trims == (2 if memory._malloc_trim is not None else 0)
+
+
+async def test_the_timer_keeps_nothing_of_what_it_purged() -> None:
+    """A finished purge task holding its receipts would keep each purged item's id, sha256
+    and size alive until the next purge: metadata of gone images, and small objects that
+    pin the allocator's arenas, so RSS never comes back after a fill (issue #14)."""
+    clock = ManualClock()
+    store, _, _ = make_store(clock)
+    timer = ExpiryTimer(store, clock)
+    timer.start()
+    item = await store.put(b"a", facts(7), 10, None, "upload")
+    clock.advance(10.5)
+    timer.rearm()  # due now: the loop's timer fires at once and purges in a task
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await timer.drain()
+    assert len(store) == 0 and timer._task is not None and timer._task.done()
+    gc.collect()
+    kept = [o for o in gc.get_objects() if isinstance(o, Receipt) and o.id == item.id]
+    assert kept == []
+    timer.stop()
