@@ -7,6 +7,7 @@ against the C++ itself (`pdq_native`) on a corpus of sizes, shapes and images.
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from cache.intake import pdq_linear, pdq_native
+from cache.intake.digests import PDQ_HASH_BYTES
 from cache.intake.pdq import hamming, pdq_dihedral, reference_dihedral, reference_rgb
 
 DATA = Path(__file__).resolve().parent / "data" / "pdq"
@@ -118,3 +120,18 @@ def test_images_under_five_pixels_hash_to_zeros_like_the_reference(
 ) -> None:
     rgb = np.full((*shape, 3), 200, dtype=np.uint8)
     assert pdq_linear.dihedral(rgb) == pdq_native.dihedral(rgb) == (["0" * 64] * 8, 0)
+
+
+def test_the_decode_budget_covers_the_hashs_own_arrays() -> None:
+    """`decoded_pdq_bytes` charges PDQ_HASH_BYTES for the float arrays of a 512x512 hash
+    (uploads larger than that are resized to it first): hold it to what numpy allocates."""
+    rgb = np.random.default_rng(9).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    pdq_linear.dihedral(rgb)  # taps for 512 built outside the measurement
+    tracemalloc.start()
+    try:
+        pdq_linear.dihedral(rgb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= PDQ_HASH_BYTES
+    assert peak >= PDQ_HASH_BYTES // 2  # the figure tracks what is measured
