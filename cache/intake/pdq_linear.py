@@ -4,11 +4,12 @@ Why: Meta's C++ core (`pdq_native`) box-filters the whole luma image four times 
 Jarosz passes along rows, two along columns, the column passes striding through memory)
 and then keeps 64x64 samples of the result: 0.47 ms at 182x182 and 3.3 ms at 512x512
 here, more than the decode of a 100 KB PNG. Every step before the DCT is linear, and the
-passes along rows and along columns commute, so each of the 64 samples is a fixed
-weighted sum of a few neighbouring pixels: in each direction, row r of the decimation
-applied to the box filter twice (`taps`). A 182-px side needs 3 taps, a 512-px side 7.
-The 64x64 image is then two gathers and two small weighted sums, computed once per side
-length (at most 512 of them: the reference first resizes larger images to 512x512).
+passes along rows and along columns commute, so each of the 64 samples along a side is
+a fixed weighted sum of a few neighbouring pixels: sample r of the decimation applied to
+the box filter twice (`taps`), the same in each direction. A 182-px side needs 3 taps,
+a 512-px side 7. The 64x64 image is then two gathers and two small weighted sums; taps
+are computed once per side length (at most 512 of them: the reference first resizes
+larger images to 512x512).
 
 The rest is the reference's arithmetic, step for step: float32 luma 0.299/0.587/0.114,
 the DCT matrix of `dct64To16`, the quality metric's float32 gradient truncated to int,
