@@ -29,7 +29,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 # pdqhash (PDQ perceptual hashes) has no Linux wheel: pip builds it from its sdist, which
-# needs a C++ compiler. In this stage only: the final image has no compiler.
+# needs a C++ compiler; our own PDQ core (cache/intake/_pdqcore.c, setup.py) needs the C
+# compiler that comes with it. In this stage only: the final image has no compiler.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ \
@@ -37,10 +38,12 @@ RUN apt-get update \
 
 WORKDIR /src
 RUN python -m venv /opt/venv
-COPY pyproject.toml ./
+COPY pyproject.toml setup.py ./
 COPY cache/ cache/
-# Installs the project and its dependencies, whose version ranges pyproject.toml pins.
+# Installs the project and its dependencies, whose version ranges pyproject.toml pins. The
+# service runs from /app/cache (copied below), so the compiled PDQ core goes there too.
 RUN /opt/venv/bin/pip install --no-cache-dir . \
+    && cp /opt/venv/lib/python3*/site-packages/cache/intake/_pdqcore.*.so cache/intake/ \
     && /opt/venv/bin/python -m compileall -q /src/cache
 
 

@@ -9,9 +9,10 @@ LOCK := requirements.lock
 
 .PHONY: install lock run test lint typecheck pytest system-deps bench bench-quick soak clean
 
-# system-deps.sh build: g++ (pdqhash builds from its sdist) and, for Debian's own python3,
+# system-deps.sh build: g++ and gcc (pdqhash builds from its sdist; `pip install -e .`
+# compiles our PDQ core, cache/intake/_pdqcore.c, in place) and, for Debian's own python3,
 # python3-dev; nothing else (make run needs no redis or prometheus).
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml setup.py cache/intake/_pdqcore.c $(LOCK)
 	PYTHON=$(PYTHON) scripts/system-deps.sh build
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -39,7 +40,7 @@ system-deps:
 	@scripts/system-deps.sh
 
 lint: install
-	$(VENV)/bin/ruff check cache server.py tests scripts $(wildcard bench)
+	$(VENV)/bin/ruff check cache server.py setup.py tests scripts $(wildcard bench)
 
 typecheck: install
 	$(VENV)/bin/mypy --strict cache

@@ -3,7 +3,8 @@
 # package names; installing needs root, as in CI).
 #
 #   scripts/system-deps.sh build   what `make install` needs: a C++ compiler for pdqhash
-#                                  (built from its sdist), plus Python.h when the venv's
+#                                  (built from its sdist) and a C compiler for our PDQ
+#                                  core (cache/intake/_pdqcore.c), plus Python.h when the venv's
 #                                  interpreter is Debian's own python3 without python3-dev
 #                                  (and python3-venv, for `python3 -m venv`).
 #   scripts/system-deps.sh         the real servers the tests and benches run (redis-server,
@@ -13,6 +14,7 @@ declare -A need=()
 missing=()
 if [ "${1:-}" = "build" ]; then
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  command -v gcc >/dev/null 2>&1 || missing+=(gcc)
   python=${PYTHON:-python3}
   include=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   # Debian's own python3 has no ensurepip without python3-venv: `python3 -m venv` fails.

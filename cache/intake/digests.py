@@ -63,16 +63,16 @@ class Digests:
         }
 
 
-# The hash's own float32 arrays at 512x512 at their peak (pdq_linear: the pixels as
-# floats, then luma): 4,195,016 bytes by tracemalloc; Meta's C++ core needs 2.1 MB.
-PDQ_HASH_BYTES = 16 * 512 * 512 + 64 * 1024
+# The hash's own arrays at 512x512 at their peak: `_pdqcore`'s 65 rows of float32
+# across the image, then a few 64x64 and 16x16 arrays (149,776 bytes by tracemalloc).
+PDQ_HASH_BYTES = 65 * 512 * 4 + 64 * 1024
 
 
 def decoded_pdq_bytes(width: int, height: int) -> int:
     """Decoded bytes a PDQ hash holds at most for one image: RGBA at full size, the
-    512x512 RGB copy the reference resize makes and the hash's float arrays (for a
-    decode budget)."""
-    return 4 * width * height + 3 * 512 * 512 + PDQ_HASH_BYTES
+    512x512 copy the reference resize makes, its pixels copied out for the hash (RGBX)
+    and the hash's own arrays (for a decode budget)."""
+    return 4 * width * height + (4 + 4) * 512 * 512 + PDQ_HASH_BYTES
 
 
 def extra_digests(

@@ -1,4 +1,4 @@
-"""PDQ's downsample and DCT as small linear maps: the reference's hashes, 2.5-5x faster.
+"""PDQ's downsample and DCT as small linear maps: the reference's hashes, 6-40x faster.
 
 Why: Meta's C++ core (`pdq_native`) box-filters the whole luma image four times (two
 Jarosz passes along rows, two along columns, the column passes striding through memory)
@@ -7,27 +7,33 @@ here, more than the decode of a 100 KB PNG. Every step before the DCT is linear,
 passes along rows and along columns commute, so each of the 64 samples along a side is
 a fixed weighted sum of a few neighbouring pixels: sample r of the decimation applied to
 the box filter twice (`taps`), the same in each direction. A 182-px side needs 3 taps,
-a 512-px side 7. The 64x64 image is then two gathers and two small weighted sums; taps
-are computed once per side length (at most 512 of them: the reference first resizes
-larger images to 512x512).
+a 512-px side 7. Taps are computed once per side length (at most 512 of them: the
+reference first resizes larger images to 512x512).
+
+The weighted sums, with the luma and the quality metric, run in C (`_pdqcore.c`, built
+by `make install`): 23 us at 182x182 on four bytes a pixel (the luma loop then runs in
+vector registers; three bytes a pixel: 40 us), where the same steps as a dozen numpy
+operations took about 110 us. The C reads the pixels where Pillow keeps them (its
+Arrow export), so no copy of the image is made. The DCT and the 8 variants stay in
+numpy (12 us). A whole hash: 38-45 us at 182x182 against 270-430 us for the C++, and
+130-190 us at 512x512 against 4.3-6.3 ms.
 
 The rest is the reference's arithmetic, step for step: float32 luma 0.299/0.587/0.114,
 the DCT matrix of `dct64To16`, the quality metric's float32 gradient truncated to int,
 the 8 dihedral variants as the sign and transpose patterns of `dct16OriginalTo*`, and a
 bit set where a coefficient exceeds the lower median (what Torben's selection returns
 for 256 values). What differs is only rounding: the C++ keeps a running float32 sum
-along each row; here each sample is a float32 dot product. On ThreatExchange's
+along each row; here each sample is a float32 weighted sum. On ThreatExchange's
 reference images the hashes and qualities are identical; tests/intake/test_pdq_linear.py
 holds the two cores against each other on a corpus of sizes and shapes (PDQ's own rule
 for a correct implementation: within 10 bits where quality >= 80). Below 64 px a side
 the C++'s own rounding decides many bits (`pdq.pdq_dihedral` sends those to the C++).
 
-The GIL: numpy lets it go during each array operation but not between them, so a
-worker hashing here can make the event loop wait for the GIL up to the interpreter's
-switch interval (5 ms), as any Python work in the pool can; the C++ through ctypes held
-it for none of its (3x longer) run. Measured from a thread hashing 182-px images
-without pause: the loop's 0.5 ms sleeps overshoot by 74 us p50 / 142 us p99 (C++:
-67 / 214 us), at most 4.1 ms (C++: 0.9 ms).
+The GIL: the C part lets it go; between it and the numpy operations around it a worker
+holds it, as any Python work in the pool does. Measured with a loop that yields without
+pause while a thread hashes 182-px images: gaps between loop passes p99 54-62 us
+(Meta's C++ through ctypes: 38-41 us), at most 4.3-7.0 ms (4.3-7.9 ms), the
+interpreter's switch interval.
 """
 
 from __future__ import annotations
@@ -36,16 +42,20 @@ import functools
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
+
+from . import _pdqcore
 
 SIDE = 64  # the reference's downsample
 MIN_SIDE = 5  # the reference's MIN_HASHABLE_DIM: smaller images hash to zeros, quality 0
 BITS = 256
 _ZERO_HEX = "0" * 64
+# Pillow modes whose memory holds R, G, B in the first 3 of 4 bytes a pixel, or grey in 1.
+IN_PLACE_MODES = ("RGB", "RGBX", "RGBA", "L")
 
 F32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
-
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+I32Array = npt.NDArray[np.int32]
 
 
 def _dct_matrix() -> F32Array:
@@ -104,7 +114,7 @@ def _box_spans(side: int, window: int) -> list[tuple[int, int]]:
 
 
 @functools.lru_cache(maxsize=1024)
-def taps(side: int) -> tuple[IntArray, F32Array]:
+def taps(side: int) -> tuple[I32Array, F32Array]:
     """(inputs, weights), each 64 x K: sample s of one direction is
     sum_k weights[s, k] * pixel[inputs[s, k]], i.e. row `decimateFloat` reads of the box
     filter applied twice (`PDQ_NUM_JAROSZ_XY_PASSES`). Weights are worked out in float64.
@@ -123,8 +133,8 @@ def taps(side: int) -> tuple[IntArray, F32Array]:
                 weights[pixel] = weights.get(pixel, 0.0) + share
         samples.append(weights)
     width = max(max(w) - min(w) + 1 for w in samples)
-    starts = np.array([min(min(w), side - width) for w in samples], dtype=np.intp)
-    inputs = starts[:, None] + np.arange(width, dtype=np.intp)[None, :]
+    starts = np.array([min(min(w), side - width) for w in samples], dtype=np.int32)
+    inputs = starts[:, None] + np.arange(width, dtype=np.int32)[None, :]
     table = np.zeros((SIDE, width), dtype=np.float64)
     for s, w in enumerate(samples):
         for pixel, weight in w.items():
@@ -132,34 +142,51 @@ def taps(side: int) -> tuple[IntArray, F32Array]:
     return inputs, table.astype(np.float32)
 
 
-def downsample(rgb: npt.NDArray[np.uint8]) -> F32Array:
-    """The reference's 64x64 float32 luma image (Jarosz filter, then decimation)."""
-    rows, cols = rgb.shape[0], rgb.shape[1]
-    luma = (rgb.reshape(-1, 3).astype(np.float32) @ _LUMA).reshape(rows, cols)
-    row_inputs, row_weights = taps(rows)
-    col_inputs, col_weights = taps(cols)
-    across = np.einsum("skc,sk->sc", luma[row_inputs], row_weights)
-    out: F32Array = np.einsum("sck,ck->sc", across[:, col_inputs], col_weights)
-    return out
+def downsample(pixels: npt.NDArray[np.uint8]) -> tuple[F32Array, int]:
+    """The reference's 64x64 float32 luma image (Jarosz filter, then decimation) and its
+    quality, by `_pdqcore` (C, the GIL released) from C-contiguous HxW grey or HxWxC
+    pixels with R, G, B first."""
+    rows, cols = pixels.shape[0], pixels.shape[1]
+    stride = 1 if pixels.ndim == 2 else pixels.shape[2]
+    image = np.empty((SIDE, SIDE), dtype=np.float32)
+    grade = _pdqcore.downsample(pixels, rows, cols, stride, *taps(rows), *taps(cols), image)
+    return image, grade
 
 
-def quality(image: F32Array) -> int:
-    """`pdqImageDomainQualityMetric`: float32 gradients * 100 / 255, truncated to int."""
-    hundred, scale = np.float32(100), np.float32(255)
-    down = ((image[:-1, :] - image[1:, :]) * hundred / scale).astype(np.int32)
-    across = ((image[:, :-1] - image[:, 1:]) * hundred / scale).astype(np.int32)
-    total = int(np.abs(down).sum()) + int(np.abs(across).sum())
-    return min(100, total // 90)
+def downsample_image(im: Image.Image) -> tuple[F32Array, int]:
+    """`downsample` of an RGB, RGBX, RGBA or L image, read where Pillow keeps it (four
+    bytes a pixel, R, G, B first, or one): Pillow exports its own memory through the
+    Arrow C data interface, which saves a copy of every pixel (at 512x512, 1 MiB that
+    the service maps and unmaps: a page fault per 4 KiB). ValueError when Pillow cannot
+    export the image in place (its rows in several blocks)."""
+    if im.mode not in IN_PLACE_MODES:
+        raise ValueError(f"mode {im.mode} is not read in place")
+    cols, rows = im.size
+    schema, array = im.__arrow_c_array__()
+    image = np.empty((SIDE, SIDE), dtype=np.float32)
+    grade = _pdqcore.downsample_arrow(schema, array, rows, cols, *taps(rows), *taps(cols), image)
+    return image, grade
 
 
 def dihedral(rgb: npt.NDArray[np.uint8]) -> tuple[list[str], int]:
-    """The 8 dihedral hashes (reference order, reference hex) and the quality of HxWx3
-    uint8 pixels, already resized as the reference does (`pdq.reference_rgb`)."""
+    """The 8 dihedral hashes (reference order, reference hex) and the quality of pixels
+    as `downsample` takes them, already resized as the reference does (`pdq.reference_rgb`)."""
     if rgb.shape[0] < MIN_SIDE or rgb.shape[1] < MIN_SIDE:
         return [_ZERO_HEX] * 8, 0
-    image = downsample(rgb)
+    return _hashes(*downsample(rgb))
+
+
+def image_dihedral(im: Image.Image) -> tuple[list[str], int]:
+    """`dihedral` of an image already resized as the reference does (`pdq.cimg_resize`),
+    its pixels read in place (`downsample_image`, which says when that fails)."""
+    if min(im.size) < MIN_SIDE:
+        return [_ZERO_HEX] * 8, 0
+    return _hashes(*downsample_image(im))
+
+
+def _hashes(image: F32Array, grade: int) -> tuple[list[str], int]:
     coefficients = (_DCT @ image @ _DCT_T).ravel()
     variants = coefficients[_READS] * _SIGNS
     medians = np.partition(variants, BITS // 2 - 1, axis=1)[:, BITS // 2 - 1 : BITS // 2]
     text = np.packbits(variants > medians, axis=1).tobytes().hex()
-    return [text[n * 64 : (n + 1) * 64] for n in range(8)], quality(image)
+    return [text[n * 64 : (n + 1) * 64] for n in range(8)], grade

@@ -93,6 +93,8 @@ def test_dockerfile_installs_and_copies_the_service() -> None:
         for keyword, arguments in dockerfile_instructions(DOCKERFILE.read_text())
     )
     assert "pip install --no-cache-dir ." in text
+    assert "COPY pyproject.toml setup.py" in text  # setup.py builds the PDQ core
+    assert "_pdqcore" in text  # ... which must land next to the cache/ the service runs
     copied = " ".join(arguments for keyword, arguments in final_stage() if keyword == "COPY")
     for name in ("server.py", "config.toml", "cache/"):
         assert name in copied, f"the final stage does not copy {name}"
@@ -136,7 +138,8 @@ def test_dockerignore() -> None:
         "cache/__pycache__/x.pyc",
         "__pycache__/a.pyc",
         "query_cache.egg-info/PKG-INFO",
+        "cache/intake/_pdqcore.cpython-311-x86_64-linux-gnu.so",
     ):
         assert ignored(path), f".dockerignore lets {path} into the build context"
-    for path in ("pyproject.toml", "server.py", "config.toml", "cache/config.py"):
+    for path in ("pyproject.toml", "setup.py", "server.py", "config.toml", "cache/config.py"):
         assert not ignored(path), f".dockerignore keeps {path}, which the build needs"
