@@ -86,6 +86,16 @@ async def fetch(request: web.Request) -> web.Response:
     return _created(await rt.intake.admit_fetch(url, ttl=ttl, max_reads=max_reads))
 
 
+class HeldBytesResponse(web.StreamResponse):
+    """A response whose status line and headers go out in the same write as the body
+    (aiohttp's `Response` does this; a `StreamResponse` writes its headers at `prepare`):
+    one send a read instead of two. During a flood of uploads each send also pays for the
+    kernel's processing of incoming traffic, and the two sends of a 100 KB read took
+    the same time (py-spy --gil on the server: 19.5% and 19.0% of the loop)."""
+
+    _send_headers_immediately = False
+
+
 async def read_image(request: web.Request) -> web.StreamResponse:
     """The bytes, written straight from the held buffer; a response still being written
     at the item's deadline + ttl.grace is cut (the connection is aborted), so a slow
@@ -93,7 +103,7 @@ async def read_image(request: web.Request) -> web.StreamResponse:
     answers the whole image (200) and counts a read, as any GET that delivers bytes."""
     rt = request.app[RUNTIME]
     item, data = await rt.store.read(request.match_info["id"])
-    response = web.StreamResponse(headers=READ_HEADERS)
+    response = HeldBytesResponse(headers=READ_HEADERS)
     response.content_type = item.media_type
     response.content_length = len(data)
     cut_in = item.deadline + rt.config.ttl.grace - rt.clock.monotonic()

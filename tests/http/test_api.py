@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 import aiohttp
+import pytest
+from aiohttp.http_writer import StreamWriter
 
 from tests.support import images
 from tests.support.service import Service, ServiceFactory, make_config
@@ -40,6 +43,33 @@ async def test_upload_read_meta_delete(service: Service) -> None:
     assert (await service.client.delete(f"/v1/images/{created['id']}")).status == 404
     purged = service.audit.events("purged")
     assert purged[-1]["reason"] == "delete" and purged[-1]["id"] == created["id"]
+
+
+async def test_a_read_sends_its_headers_and_body_in_one_write(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One send per read, not one for the headers and one for the body (each send
+    costs a syscall, and under a flood each took as long as the other)."""
+    data = images.png((200, 150))
+    created = await service.upload_ok(data, ttl=30)
+    writes: list[list[bytes]] = []
+    write, writelines = StreamWriter._write, StreamWriter._writelines
+
+    def one(self: StreamWriter, chunk: bytes) -> None:
+        writes.append([bytes(chunk)])
+        write(self, chunk)
+
+    def several(self: StreamWriter, chunks: Iterable[bytes]) -> None:
+        chunks = list(chunks)
+        writes.append([bytes(c) for c in chunks])
+        writelines(self, chunks)
+
+    monkeypatch.setattr(StreamWriter, "_write", one)
+    monkeypatch.setattr(StreamWriter, "_writelines", several)
+    response = await service.client.get(f"/v1/images/{created['id']}")
+    assert await response.read() == data
+    responses = [w for w in writes if w[0].startswith(b"HTTP/1.1 200")]
+    assert len(responses) == 1 and b"".join(responses[0]).endswith(b"\r\n\r\n" + data)
 
 
 async def test_every_allowed_format_is_stored_with_its_sniffed_type(service: Service) -> None:
