@@ -12,8 +12,9 @@
  * sum_k weights[s][k] * input[inputs[s][k]], accumulated in float in k order, rows first.
  *
  * Contract (checked by `downsample` before the GIL is released):
+ *   rows, cols: 1..65536;
  *   pixels: C-contiguous bytes, rows * cols * stride (stride 1: grey, luma from the one
- *           value as if it were repeated in R, G and B; stride >= 3: R, G, B first);
+ *           value as if it were repeated in R, G and B; stride 3..8: R, G, B first);
  *   row_inputs / col_inputs: int32, 64 * K indices (< rows / < cols), row-major;
  *   row_weights / col_weights: float32, the same shapes;
  *   out: writable float32, 64 * 64.
@@ -26,6 +27,7 @@
 #include <string.h>
 
 #define SIDE 64
+#define MAX_SIDE 65536
 
 /* The Arrow C data interface (a stable ABI: arrow.apache.org/docs/format/CDataInterface),
  * through which Pillow exports an image's own pixel memory without a copy. */
@@ -163,8 +165,11 @@ static PyObject *run(const uint8_t *pixels, Py_ssize_t length, Py_ssize_t rows, 
 {
     Taps row_taps, col_taps;
     int quality = 0;
-    if (rows < 1 || cols < 1 || !(stride == 1 || stride >= 3) ||
-        length < rows * cols * stride || out->len != SIDE * SIDE * (Py_ssize_t)sizeof(float)) {
+    /* The bounds keep rows * cols * stride far from overflowing (the service hashes at
+     * most 512x512: the reference resizes larger images first). */
+    if (rows < 1 || cols < 1 || rows > MAX_SIDE || cols > MAX_SIDE ||
+        !(stride == 1 || (stride >= 3 && stride <= 8)) || length < rows * cols * stride ||
+        out->len != SIDE * SIDE * (Py_ssize_t)sizeof(float)) {
         PyErr_SetString(PyExc_ValueError, "downsample: pixels or out of the wrong size");
         return NULL;
     }

@@ -159,6 +159,8 @@ def test_the_c_core_refuses_arguments_that_do_not_fit() -> None:
         (pixels, 100, 100, 4, inputs, weights, inputs, weights, out[:32]),  # out too short
         (pixels, 100, 100, 4, inputs[:32], weights, inputs, weights, out),  # taps apart
         (pixels, 50, 100, 4, inputs, weights, inputs, weights, out),  # a row past the image
+        (pixels, 1 << 40, 1 << 40, 4, inputs, weights, inputs, weights, out),  # overflow
+        (pixels, 100, 100, 9, inputs, weights, inputs, weights, out),  # stride over 8
     ]
     for call in calls:
         with pytest.raises(ValueError):
