@@ -122,15 +122,62 @@ class InspectorPool:
         self.lookup: Callable[[ImageFacts], ImageFacts] | None = None  # its PDQ lookup
 
     async def inspect(self, data: Data) -> ImageFacts:
-        facts = await self.pool.run(self.inspector.inspect, data)
-        if self._decode:
-            cost = decoded_bytes(facts.media_type, facts.width, facts.height)
-            async with self.pool.decoding(cost):
-                await self.pool.run(self.inspector.decode, data, facts)
+        """The structural check, then the decode (`verify = "decode"`) and the digests the
+        hash lists need, in one trip to the pool when their decoded bytes fit the budget
+        at once; a step that does not fit waits for budget here, on the loop."""
         want = self.wanted()
-        if want.any:  # MD5/SHA-1 when such lists are in force; PDQ (a full decode) when on
-            fmt = next(name for name, media in MEDIA_TYPES.items() if media == facts.media_type)
-            cost = decoded_pdq_bytes(facts.width, facts.height) if want.pdq else 0
-            async with self.pool.decoding(cost):
-                facts = await self.pool.run(with_digests, facts, data, fmt, want, self.lookup)
+        steps = _Steps(self, data, want)
+        await self.pool.run(steps.run)
+        facts = steps.facts
+        assert facts is not None  # run() raised otherwise
+        if steps.decoded is False:
+            async with self.pool.decoding(self._decode_cost(facts)):
+                await self.pool.run(self.inspector.decode, data, facts)
+        if steps.digested is False:
+            async with self.pool.decoding(_digest_cost(facts, want)):
+                facts = await self.pool.run(
+                    with_digests, facts, data, _format_of(facts), want, self.lookup
+                )
         return facts
+
+    def _decode_cost(self, facts: ImageFacts) -> int:
+        return decoded_bytes(facts.media_type, facts.width, facts.height)
+
+
+def _format_of(facts: ImageFacts) -> str:
+    return next(name for name, media in MEDIA_TYPES.items() if media == facts.media_type)
+
+
+def _digest_cost(facts: ImageFacts, want: Wanted) -> int:
+    """MD5 and SHA-1 decode nothing; PDQ decodes the image (`decoded_pdq_bytes`)."""
+    return decoded_pdq_bytes(facts.width, facts.height) if want.pdq else 0
+
+
+class _Steps:
+    """One upload's checks as run in a work thread: each step after the structural check
+    runs there only if its decoded bytes fit the budget now. `decoded` and `digested`:
+    None (not wanted), True (done), False (left to the loop, which waits for budget)."""
+
+    def __init__(self, owner: InspectorPool, data: Data, want: Wanted) -> None:
+        self._owner, self._data, self._want = owner, data, want
+        self.facts: ImageFacts | None = None
+        self.decoded: bool | None = None
+        self.digested: bool | None = None
+
+    def run(self) -> None:
+        owner, data, want = self._owner, self._data, self._want
+        facts = self.facts = owner.inspector.inspect(data)
+        pool = owner.pool
+        if owner._decode:
+            self.decoded = pool.run_if_fits(
+                owner._decode_cost(facts), owner.inspector.decode, data, facts
+            )
+            if not self.decoded:
+                self.digested = False if want.any else None
+                return  # the digests come after the decode, as before
+        if want.any:
+            self.digested = pool.run_if_fits(_digest_cost(facts, want), self._digest, facts)
+
+    def _digest(self, facts: ImageFacts) -> None:
+        owner = self._owner
+        self.facts = with_digests(facts, self._data, _format_of(facts), self._want, owner.lookup)

@@ -1,0 +1,130 @@
+"""The work pool's budget of decoded bytes, taken from work threads and from the loop, and
+the upload checks that use it: one trip to the pool when the decode fits at once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from cache.config import LimitsConfig
+from cache.errors import ImageTooLarge, ServiceUnavailable
+from cache.intake.digests import Wanted
+from cache.intake.inspect import InspectorPool
+from cache.intake.work import WorkPool
+from tests.support import images
+
+
+@pytest.fixture
+def pool() -> Iterator[WorkPool]:
+    work = WorkPool(threads=4, budget_bytes=100, wait=5.0)
+    yield work
+    work.close()
+
+
+async def test_one_decode_over_the_whole_budget_is_422(pool: WorkPool) -> None:
+    with pytest.raises(ImageTooLarge):
+        await pool.run(pool.try_reserve, 101)
+    with pytest.raises(ImageTooLarge):
+        async with pool.decoding(101):
+            pass
+    assert pool.in_flight == 0
+
+
+async def test_a_work_thread_runs_what_fits_and_gives_the_bytes_back(pool: WorkPool) -> None:
+    seen: list[int] = []
+    assert await pool.run(pool.run_if_fits, 60, lambda: seen.append(pool.in_flight))
+    assert seen == [60] and pool.in_flight == 0
+    assert pool.try_reserve(50)
+    assert not await pool.run(pool.run_if_fits, 60, lambda: seen.append(-1))
+    assert seen == [60] and pool.in_flight == 50
+
+
+async def test_a_release_in_a_work_thread_wakes_a_decode_waiting_on_the_loop(
+    pool: WorkPool,
+) -> None:
+    assert await pool.run(pool.try_reserve, 80)
+    entered = asyncio.Event()
+
+    async def decode() -> None:
+        async with pool.decoding(50):
+            entered.set()
+
+    waiting = asyncio.create_task(decode())
+    await asyncio.sleep(0.01)
+    assert not entered.is_set() and pool.in_flight == 80
+    assert not await pool.run(pool.try_reserve, 10)  # fits, but the waiter goes first
+    await pool.run(pool.release, 80)
+    await asyncio.wait_for(waiting, 1.0)  # woken by the release, not by its 5 s wait
+    assert entered.is_set() and pool.in_flight == 0
+
+
+async def test_a_decode_that_never_fits_is_503_after_its_wait() -> None:
+    work = WorkPool(threads=1, budget_bytes=100, wait=0.05)
+    try:
+        assert work.try_reserve(100)
+        with pytest.raises(ServiceUnavailable):
+            async with work.decoding(1):
+                pass
+        assert work.in_flight == 100
+    finally:
+        work.close()
+
+
+def test_threads_never_book_more_than_the_budget() -> None:
+    work = WorkPool(threads=1, budget_bytes=100)
+    peak, lock = [0], threading.Lock()
+
+    def job() -> None:
+        with lock:
+            peak[0] = max(peak[0], work.in_flight)
+
+    def hammer() -> None:
+        for _ in range(2_000):
+            work.run_if_fits(30, job)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    work.close()
+    assert 0 < peak[0] <= 90 and work.in_flight == 0
+
+
+class CountingPool(WorkPool):
+    trips = 0
+
+    async def run(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.trips += 1
+        return await super().run(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("verify", "want"),
+    [("decode", Wanted()), ("structure", Wanted(pdq=True)), ("decode", Wanted(pdq=True))],
+)
+async def test_an_upload_is_checked_in_one_trip_when_its_decodes_fit(
+    verify: str, want: Wanted
+) -> None:
+    work = CountingPool(threads=2, budget_bytes=64 * 1024 * 1024)
+    checks = InspectorPool(LimitsConfig(verify=verify), work)
+    checks.wanted = lambda: want
+    try:
+        facts = await checks.inspect(images.png((120, 90)))
+        assert work.trips == 1 and work.in_flight == 0
+        assert (facts.pdq is not None) == want.pdq
+        # With the budget taken, the decodes wait on the loop and go as their own trips.
+        assert work.try_reserve(work.budget - 1)
+        later = asyncio.create_task(checks.inspect(images.png((120, 90))))
+        await asyncio.sleep(0.05)
+        assert not later.done()
+        work.release(work.budget - 1)
+        again = await asyncio.wait_for(later, 2.0)
+        assert again.sha256 == facts.sha256 and again.pdq == facts.pdq
+        assert work.trips == 1 + 1 + (verify == "decode") + want.pdq
+        assert work.in_flight == 0
+    finally:
+        work.close()
