@@ -131,13 +131,13 @@ class InspectorPool:
         facts = steps.facts
         assert facts is not None  # run() raised otherwise
         if steps.decoded is False:
-            async with self.pool.decoding(self._decode_cost(facts)):
-                await self.pool.run(self.inspector.decode, data, facts)
+            cost = self._decode_cost(facts)
+            await self.pool.run_within(cost, self.inspector.decode, data, facts)
         if steps.digested is False:
-            async with self.pool.decoding(_digest_cost(facts, want)):
-                facts = await self.pool.run(
-                    with_digests, facts, data, _format_of(facts), want, self.lookup
-                )
+            cost, fmt = _digest_cost(facts, want), _format_of(facts)
+            facts = await self.pool.run_within(
+                cost, with_digests, facts, data, fmt, want, self.lookup
+            )
         return facts
 
     def _decode_cost(self, facts: ImageFacts) -> int:

@@ -62,8 +62,7 @@ class Thumbnails:
         self._making[item.id] = self._making.get(item.id, 0) + 1
         try:
             cost = decoded_bytes(item.media_type, item.width, item.height, size)
-            async with self._pool.decoding(cost):
-                made = await self._pool.run(make_thumbnail, data, size)
+            made = await self._pool.run_within(cost, make_thumbnail, data, size)
         finally:
             left = self._making.pop(item.id) - 1
             if left:

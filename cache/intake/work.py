@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -41,7 +41,7 @@ class WorkPool:
     The budget is taken and given back from any thread (under a lock): a work thread that
     has just checked an upload's structure reserves the decode's bytes itself when they fit
     (`run_if_fits`), so the check and the decode are one trip to the pool; only a decode
-    that does not fit goes back to the loop and waits there (`decoding`). Invariant:
+    that does not fit goes back to the loop and waits there (`run_within`). Invariant:
     `in_flight` is the sum of the costs reserved and not yet released, never over `budget`.
     """
 
@@ -88,7 +88,7 @@ class WorkPool:
 
     def run_if_fits(self, cost: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> bool:
         """In a work thread: `fn(*args)` within `cost` bytes of the budget if they fit now
-        (True), else nothing (False: the caller waits for budget with `decoding`)."""
+        (True), else nothing (False: the caller waits for budget with `run_within`)."""
         if not self.try_reserve(cost):
             return False
         try:
@@ -97,15 +97,33 @@ class WorkPool:
             self.release(cost)
         return True
 
-    @contextlib.asynccontextmanager
-    async def decoding(self, cost: int) -> AsyncIterator[None]:
-        """Hold `cost` decoded bytes of the budget for the block: 422 when one decode
-        alone is over the budget, 503 (Retry-After) when it does not fit in time."""
+    async def run_within(
+        self, cost: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(*args)` in a worker thread once `cost` decoded bytes of the budget are held:
+        422 when one decode alone is over the budget, 503 (Retry-After) when it does not
+        fit in time. The thread gives the bytes back when `fn` ends: a request cancelled
+        meanwhile (a client gone) does not free bytes a decode still holds; if the job
+        had not started, it never will, and the bytes go back at once."""
         await self._reserve(cost)
+
+        def job() -> T:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.release(cost)
+
         try:
-            yield
-        finally:
+            started = self.executor.submit(job)
+        except BaseException:
             self.release(cost)
+            raise
+        try:
+            return await asyncio.wrap_future(started)
+        except asyncio.CancelledError:
+            if started.cancel():  # never ran, never will: nobody else gives the bytes back
+                self.release(cost)
+            raise
 
     async def _reserve(self, cost: int) -> None:
         self._loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -28,8 +28,7 @@ async def test_one_decode_over_the_whole_budget_is_422(pool: WorkPool) -> None:
     with pytest.raises(ImageTooLarge):
         await pool.run(pool.try_reserve, 101)
     with pytest.raises(ImageTooLarge):
-        async with pool.decoding(101):
-            pass
+        await pool.run_within(101, lambda: None)
     assert pool.in_flight == 0
 
 
@@ -46,19 +45,14 @@ async def test_a_release_in_a_work_thread_wakes_a_decode_waiting_on_the_loop(
     pool: WorkPool,
 ) -> None:
     assert await pool.run(pool.try_reserve, 80)
-    entered = asyncio.Event()
-
-    async def decode() -> None:
-        async with pool.decoding(50):
-            entered.set()
-
-    waiting = asyncio.create_task(decode())
+    seen: list[int] = []
+    waiting = asyncio.create_task(pool.run_within(50, lambda: seen.append(pool.in_flight)))
     await asyncio.sleep(0.01)
-    assert not entered.is_set() and pool.in_flight == 80
+    assert seen == [] and pool.in_flight == 80
     assert not await pool.run(pool.try_reserve, 10)  # fits, but the waiter goes first
     await pool.run(pool.release, 80)
     await asyncio.wait_for(waiting, 1.0)  # woken by the release, not by its 5 s wait
-    assert entered.is_set() and pool.in_flight == 0
+    assert seen == [50] and pool.in_flight == 0
 
 
 async def test_a_decode_that_never_fits_is_503_after_its_wait() -> None:
@@ -66,10 +60,55 @@ async def test_a_decode_that_never_fits_is_503_after_its_wait() -> None:
     try:
         assert work.try_reserve(100)
         with pytest.raises(ServiceUnavailable):
-            async with work.decoding(1):
-                pass
+            await work.run_within(1, lambda: None)
         assert work.in_flight == 100
     finally:
+        work.close()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(2.0):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_a_cancelled_request_leaves_the_bytes_held_until_its_decode_ends(
+    pool: WorkPool,
+) -> None:
+    """A client that goes away does not free budget that a decode still uses."""
+    started, gate = threading.Event(), threading.Event()
+
+    def decode() -> None:
+        started.set()
+        gate.wait(5.0)
+
+    request = asyncio.create_task(pool.run_within(70, decode))
+    await _until(started.is_set)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert pool.in_flight == 70  # the decode runs on
+    gate.set()
+    await _until(lambda: pool.in_flight == 0)
+
+
+async def test_a_job_cancelled_before_it_started_gives_its_bytes_back_at_once() -> None:
+    work = WorkPool(threads=1, budget_bytes=100, wait=5.0)
+    gate, ran = threading.Event(), threading.Event()
+    try:
+        busy = asyncio.create_task(work.run_within(30, lambda: gate.wait(5.0)))
+        await _until(lambda: work.in_flight == 30)
+        queued = asyncio.create_task(work.run_within(40, ran.set))  # behind `busy`
+        await _until(lambda: work.in_flight == 70)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert work.in_flight == 30
+        gate.set()
+        await busy
+        assert work.in_flight == 0 and not ran.is_set()
+    finally:
+        gate.set()
         work.close()
 
 
@@ -100,6 +139,10 @@ class CountingPool(WorkPool):
     async def run(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         self.trips += 1
         return await super().run(fn, *args, **kwargs)
+
+    async def run_within(self, cost, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.trips += 1
+        return await super().run_within(cost, fn, *args, **kwargs)
 
 
 @pytest.mark.parametrize(
