@@ -122,9 +122,10 @@ class InspectorPool:
         self.lookup: Callable[[ImageFacts], ImageFacts] | None = None  # its PDQ lookup
 
     async def inspect(self, data: Data) -> ImageFacts:
-        """The structural check, then the decode (`verify = "decode"`) and the digests the
-        hash lists need, in one trip to the pool when their decoded bytes fit the budget
-        at once; a step that does not fit waits for budget here, on the loop."""
+        """The structural check, then the decode (`verify = "decode"`; PDQ's own decode
+        when PDQ is on) and the digests the hash lists need, in one trip to the pool when
+        their decoded bytes fit the budget at once; a step that does not fit waits for
+        budget here, on the loop."""
         want = self.wanted()
         steps = _Steps(self, data, want)
         await self.pool.run(steps.run)
@@ -168,7 +169,9 @@ class _Steps:
         owner, data, want = self._owner, self._data, self._want
         facts = self.facts = owner.inspector.inspect(data)
         pool = owner.pool
-        if owner._decode:
+        # PDQ decodes the whole image (a JPEG at full scale): with PDQ on, that decode is
+        # the validity check too, so an image is decoded once.
+        if owner._decode and not want.pdq:
             self.decoded = pool.run_if_fits(
                 owner._decode_cost(facts), owner.inspector.decode, data, facts
             )

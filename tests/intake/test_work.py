@@ -8,9 +8,10 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from PIL import Image
 
 from cache.config import LimitsConfig
-from cache.errors import ImageTooLarge, ServiceUnavailable
+from cache.errors import ImageTooLarge, InvalidImage, ServiceUnavailable
 from cache.intake.digests import Wanted
 from cache.intake.inspect import InspectorPool
 from cache.intake.work import WorkPool
@@ -167,7 +168,34 @@ async def test_an_upload_is_checked_in_one_trip_when_its_decodes_fit(
         work.release(work.budget - 1)
         again = await asyncio.wait_for(later, 2.0)
         assert again.sha256 == facts.sha256 and again.pdq == facts.pdq
-        assert work.trips == 1 + 1 + (verify == "decode") + want.pdq
+        assert work.trips == 1 + 1 + (verify == "decode" and not want.pdq) + want.pdq
         assert work.in_flight == 0
+    finally:
+        work.close()
+
+
+@pytest.mark.parametrize("verify", ["structure", "decode"])
+async def test_with_pdq_on_an_image_is_decoded_once(
+    verify: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PDQ decodes the whole image: under `verify = "decode"` that decode is the check."""
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counting_open(*args: object, **kwargs: object) -> Image.Image:
+        opened.append(verify)
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    work = WorkPool(threads=1, budget_bytes=64 * 1024 * 1024)
+    checks = InspectorPool(LimitsConfig(verify=verify), work)
+    checks.wanted = lambda: Wanted(pdq=True)
+    try:
+        facts = await checks.inspect(images.png((120, 90)))
+        assert facts.pdq is not None and len(opened) == 1
+        broken = images.gif_bad_pixels()
+        checks.inspector.inspect(broken)  # the structure is sound ...
+        with pytest.raises(InvalidImage):  # ... but the pixels do not decode: refused
+            await checks.inspect(broken)
     finally:
         work.close()

@@ -144,6 +144,19 @@ def flat_png(side: int) -> bytes:
     return _png_file(side, b"".join(packer.compress(row) for _ in range(side)) + packer.flush())
 
 
+def gif_bad_pixels() -> bytes:
+    """A GIF whose blocks are all sound (what the structural check walks) but whose LZW
+    data is not: a few bytes of a 120x90 GIF's image data changed (found by trying,
+    seeded). Only a decode refuses it ("image file is truncated")."""
+    import random
+
+    rng = random.Random(1)
+    data = bytearray(gif((120, 90)))
+    for _ in range(rng.randint(1, 4)):
+        data[rng.randrange(len(data) // 3, len(data) - 4)] = rng.randrange(256)
+    return bytes(data)
+
+
 def noise_png(side: int) -> bytes:
     """A side x side RGB PNG of random pixels, barely compressed: side=1850 is ~10 MB."""
     rows = b"".join(b"\x00" + os.urandom(3 * side) for _ in range(side))
