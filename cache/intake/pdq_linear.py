@@ -158,11 +158,14 @@ def downsample_image(im: Image.Image) -> tuple[F32Array, int]:
     bytes a pixel, R, G, B first, or one): Pillow exports its own memory through the
     Arrow C data interface, which saves a copy of every pixel (at 512x512, 1 MiB that
     the service maps and unmaps: a page fault per 4 KiB). ValueError when Pillow cannot
-    export the image in place (its rows in several blocks)."""
+    export the image in place (its rows in several blocks, or a Pillow before 11.2)."""
     if im.mode not in IN_PLACE_MODES:
         raise ValueError(f"mode {im.mode} is not read in place")
+    export = getattr(im, "__arrow_c_array__", None)
+    if export is None:
+        raise ValueError("this Pillow does not export images (Arrow)")
     cols, rows = im.size
-    schema, array = im.__arrow_c_array__()
+    schema, array = export()
     image = np.empty((SIDE, SIDE), dtype=np.float32)
     grade = _pdqcore.downsample_arrow(schema, array, rows, cols, *taps(rows), *taps(cols), image)
     return image, grade

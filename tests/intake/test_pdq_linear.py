@@ -133,6 +133,19 @@ def test_pixels_read_in_place_or_copied_give_the_same_image_as_rgb() -> None:
         assert pdq_dihedral(im) == pdq_linear.dihedral(reference_rgb(im)), im.mode
 
 
+def test_a_pillow_without_the_arrow_export_gets_the_pixels_copied_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyproject allows Pillow 10.4, which has no `__arrow_c_array__` (11.2 added it)."""
+    rgb = np.random.default_rng(4).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    expected = pdq_dihedral(Image.fromarray(rgb))
+    monkeypatch.delattr(Image.Image, "__arrow_c_array__")
+    im = Image.fromarray(rgb)
+    with pytest.raises(ValueError):
+        pdq_linear.downsample_image(im)
+    assert pdq_dihedral(im) == expected
+
+
 def test_an_image_in_several_blocks_is_copied_out() -> None:
     """Pillow keeps a large image's rows in blocks (16 MiB by default) and cannot export
     those in place; `pdq_dihedral` then copies the pixels out, with the same result."""
