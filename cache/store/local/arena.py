@@ -56,6 +56,7 @@ class Arena:
 
     __slots__ = (
         "address",
+        "dropped",
         "edges",
         "emptied",
         "generation",
@@ -77,6 +78,7 @@ class Arena:
         self.size = size
         self.top = 0  # the next byte to hand out: below it, every byte was handed out once
         self.populated = 0  # pages below this offset were faulted in ahead of the writes
+        self.dropped = size  # the lowest offset given back since the arena (re)started
         self.live = 0  # blocks not freed yet
         # Per page, the blocks that begin or end in it: a page inside a block is that
         # block's alone, so only the edge pages need a count to be given back.

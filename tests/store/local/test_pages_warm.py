@@ -81,3 +81,32 @@ def test_without_warm_everything_goes_at_once() -> None:
     pages = Pages()
     block = filled(pages, 100 * KB)
     assert pages.free(block) and pages.arenas == 0 and pages.flush() is None
+
+
+def test_a_reused_spare_is_faulted_in_again_only_from_its_lowest_page_given_back() -> None:
+    """A spare's pages stay (zeroed) unless given back: a reuse populates only from the
+    lowest page given back since it started (a populate of present pages still walks
+    each of them), and always the pages that went."""
+    now = Now()
+    pages = Pages(warm=0.25, now=now)
+    first = [filled(pages, 100 * KB) for _ in range(3)]
+    arena = first[0].arena
+    assert arena is not None
+    high = arena.populated
+    for block in first:
+        assert pages.free(block)
+    again = filled(pages, 100 * KB)
+    assert again.arena is arena and again.offset == 0
+    assert arena.populated == high  # nothing went: nothing faulted in again
+    # Now a block in the middle goes, and its pages are given back after `warm`.
+    more = [filled(pages, 100 * KB) for _ in range(2)]
+    assert pages.free(more[0])
+    now.t += 0.25
+    pages.flush()
+    assert arena.dropped == -(-more[0].offset // PAGE) * PAGE  # its first page is shared
+    for block in (again, more[1]):
+        assert pages.free(block)
+    reused = filled(pages, 300 * KB, 0x44)
+    assert reused.arena is arena
+    assert arena.populated == -(-300 * KB // PAGE) * PAGE  # from `dropped` up, again
+    assert bytes(pages.read(reused)) == b"\x44" * 300 * KB
